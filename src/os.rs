@@ -1,0 +1,407 @@
+//! OS layer: the only module that calls `mmap`, `munmap`, `mprotect`, `madvise`, `mremap`
+//! and `sysconf`. Every other module asks for memory by *effect*.
+//!
+//! # Contract of every primitive
+//! - Addresses passed in are aligned to the OS page size ([`page_size`]); lengths are non-zero
+//!   multiples of it. Callers guarantee this; debug builds assert it.
+//! - Mappings are anonymous and private. Fresh memory reads as zero.
+//! - Running out of memory (`ENOMEM`, which the kernel also returns when a process would exceed
+//!   `vm.max_map_count`) is reported as a null pointer or `false`; the caller turns it into a
+//!   failed allocation. Any other failure means the allocator's own bookkeeping is wrong, so it
+//!   is fatal: one line on stderr written with `write(2)`, then `abort()`.
+//! - Nothing here allocates, formats or panics: these functions run inside `malloc`.
+//!
+//! Each syscall is counted (relaxed atomic increments; a syscall costs far more) so that the
+//! statistics and the benchmarks can report syscalls per operation.
+
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Syscall counters, by kind.
+pub(crate) struct SyscallCounts {
+    pub mmap: AtomicUsize,
+    pub munmap: AtomicUsize,
+    pub mprotect: AtomicUsize,
+    pub madvise: AtomicUsize,
+    pub mremap: AtomicUsize,
+}
+
+pub(crate) static SYSCALLS: SyscallCounts = SyscallCounts {
+    mmap: AtomicUsize::new(0),
+    munmap: AtomicUsize::new(0),
+    mprotect: AtomicUsize::new(0),
+    madvise: AtomicUsize::new(0),
+    mremap: AtomicUsize::new(0),
+};
+
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// The OS page size, read once with `sysconf(_SC_PAGESIZE)` and cached. Never assumed to be
+/// 4096 (arm64 and ppc64 kernels use 16 KiB and 64 KiB pages).
+#[inline]
+pub fn page_size() -> usize {
+    let ps = PAGE_SIZE.load(Relaxed);
+    if ps != 0 {
+        return ps;
+    }
+    page_size_slow()
+}
+
+#[cold]
+fn page_size_slow() -> usize {
+    // SAFETY: sysconf has no preconditions and does not allocate.
+    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if ps <= 0 || (ps as usize) & (ps as usize - 1) != 0 {
+        fatal("mapalloc: sysconf(_SC_PAGESIZE) gave no usable page size");
+    }
+    PAGE_SIZE.store(ps as usize, Relaxed);
+    ps as usize
+}
+
+/// Round `n` up to a multiple of the OS page size; `None` on overflow.
+#[inline]
+pub fn page_round_up(n: usize) -> Option<usize> {
+    let ps = page_size();
+    Some(n.checked_add(ps - 1)? & !(ps - 1))
+}
+
+#[inline]
+fn check_range(addr: *mut u8, len: usize) {
+    debug_assert!(len != 0 && len % page_size() == 0, "os: length not page-granular");
+    debug_assert!(addr as usize % page_size() == 0, "os: address not page-aligned");
+}
+
+#[inline]
+fn errno() -> i32 {
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+#[inline]
+fn set_errno(v: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = v }
+}
+
+/// Map `len` bytes, readable and writable when `rw`, else `PROT_NONE` (a reservation).
+/// Null when the kernel has no memory (or no mapping slot) left.
+///
+/// The caller's `errno` is preserved on success: `malloc` may set `errno` only on failure.
+pub fn map(len: usize, rw: bool) -> *mut u8 {
+    debug_assert!(len != 0 && len % page_size() == 0, "os: length not page-granular");
+    let prot = if rw {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_NONE
+    };
+    let saved = errno();
+    SYSCALLS.mmap.fetch_add(1, Relaxed);
+    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = errno();
+        if e == libc::ENOMEM || e == libc::EAGAIN || e == libc::EOVERFLOW || e == libc::EINVAL {
+            // EINVAL: a length the kernel cannot represent; EOVERFLOW likewise. Both mean the
+            // request cannot be served, which is the same to the caller as no memory.
+            return ptr::null_mut();
+        }
+        fatal_errno("mapalloc: mmap failed unexpectedly", e);
+    }
+    set_errno(saved);
+    p.cast()
+}
+
+/// Map `len` bytes read-write at an address aligned to `align` (a power of two, at least the
+/// page size). Maps `len + align` bytes and unmaps the unaligned head and the tail.
+pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two() && align >= page_size());
+    let Some(total) = len.checked_add(align) else {
+        return ptr::null_mut();
+    };
+    let raw = map(total, true);
+    if raw.is_null() {
+        return raw;
+    }
+    let start = (raw as usize + align - 1) & !(align - 1);
+    let head = start - raw as usize;
+    let tail = total - head - len;
+    // SAFETY: [raw, raw+head) and [start+len, raw+total) lie inside the mapping just made and
+    // nobody else knows about them.
+    unsafe {
+        if head != 0 {
+            release(raw, head);
+        }
+        if tail != 0 {
+            release((start + len) as *mut u8, tail);
+        }
+    }
+    start as *mut u8
+}
+
+/// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): a guard. Its pages are given back to
+/// the kernel too (a guard never holds data).
+///
+/// # Safety
+/// The range must be memory mapped by this allocator that holds no live data.
+pub unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
+    check_range(addr, len);
+    SYSCALLS.mprotect.fetch_add(1, Relaxed);
+    // SAFETY: the caller guarantees the range is ours and holds nothing live.
+    let r = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) };
+    mprotect_result(r)
+}
+
+/// Make `[addr, addr+len)` readable and writable (open a guard or a reservation).
+///
+/// # Safety
+/// The range must be memory mapped by this allocator.
+pub unsafe fn protect_rw(addr: *mut u8, len: usize) -> bool {
+    check_range(addr, len);
+    SYSCALLS.mprotect.fetch_add(1, Relaxed);
+    // SAFETY: the caller guarantees the range is ours.
+    let r = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
+    mprotect_result(r)
+}
+
+fn mprotect_result(r: i32) -> bool {
+    if r == 0 {
+        return true;
+    }
+    let e = errno();
+    if e == libc::ENOMEM {
+        // Splitting a mapping would exceed vm.max_map_count.
+        return false;
+    }
+    fatal_errno("mapalloc: mprotect failed unexpectedly", e);
+}
+
+/// Give the physical pages of `[addr, addr+len)` back to the kernel (`MADV_DONTNEED`); the
+/// range stays mapped and reads as zero afterwards.
+///
+/// # Safety
+/// The range must be memory mapped by this allocator that holds no live data.
+pub unsafe fn purge(addr: *mut u8, len: usize) {
+    check_range(addr, len);
+    SYSCALLS.madvise.fetch_add(1, Relaxed);
+    let saved = errno();
+    // SAFETY: the caller guarantees the range is ours and holds nothing live.
+    let r = unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) };
+    if r != 0 {
+        fatal_errno("mapalloc: madvise failed unexpectedly", errno());
+    }
+    set_errno(saved);
+}
+
+/// Unmap `[addr, addr+len)`.
+///
+/// # Safety
+/// The range must be memory mapped by this allocator (or a hole inside such a range) and
+/// nothing may use it afterwards.
+pub unsafe fn release(addr: *mut u8, len: usize) {
+    check_range(addr, len);
+    SYSCALLS.munmap.fetch_add(1, Relaxed);
+    let saved = errno();
+    // SAFETY: the caller guarantees the range is ours and dead.
+    let r = unsafe { libc::munmap(addr.cast(), len) };
+    if r != 0 {
+        // munmap can fail with ENOMEM when unmapping the middle of a mapping would exceed
+        // vm.max_map_count. Purging keeps the memory usage promise; the address space stays.
+        if errno() == libc::ENOMEM {
+            // SAFETY: same range, same contract.
+            unsafe { purge(addr, len) };
+        } else {
+            fatal_errno("mapalloc: munmap failed unexpectedly", errno());
+        }
+    }
+    set_errno(saved);
+}
+
+/// Move or resize the mapping `[old, old+old_len)` to `new_len` bytes placed exactly at
+/// `target` (`MREMAP_MAYMOVE | MREMAP_FIXED`), without copying: the kernel moves the page
+/// tables. Whatever was mapped at `[target, target+new_len)` is replaced. Grown parts read as
+/// zero. Returns false when the kernel has no memory for it (the old mapping is then intact).
+///
+/// # Safety
+/// Both ranges must belong to this allocator; `old` must be a single mapping.
+pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mut u8) -> bool {
+    check_range(old, old_len);
+    check_range(target, new_len);
+    SYSCALLS.mremap.fetch_add(1, Relaxed);
+    let saved = errno();
+    // SAFETY: the caller guarantees both ranges are ours.
+    let p = unsafe {
+        libc::mremap(
+            old.cast(),
+            old_len,
+            new_len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            target,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = errno();
+        if e == libc::ENOMEM || e == libc::EAGAIN {
+            set_errno(saved);
+            return false;
+        }
+        fatal_errno("mapalloc: mremap failed unexpectedly", e);
+    }
+    set_errno(saved);
+    true
+}
+
+/// Map `usable` bytes read-write with a `PROT_NONE` guard of `guard` bytes directly before and
+/// after: the one helper that builds guarded mappings. Returns the start of the usable part,
+/// or null when out of memory (nothing stays mapped then). The whole mapping is
+/// `[ret - guard, ret + usable + guard)`.
+///
+/// Done as one `PROT_NONE` reservation plus one `mprotect` of the middle, so it costs two
+/// syscalls and three mappings (adjacent guards of neighbouring blocks merge).
+pub fn map_guarded(usable: usize, guard: usize) -> *mut u8 {
+    let Some(total) = guard
+        .checked_mul(2)
+        .and_then(|g| g.checked_add(usable))
+    else {
+        return ptr::null_mut();
+    };
+    let base = map(total, false);
+    if base.is_null() {
+        return base;
+    }
+    // SAFETY: `base + guard` is inside the reservation just made.
+    let user = unsafe { base.add(guard) };
+    // SAFETY: the middle of our own fresh reservation.
+    if !unsafe { protect_rw(user, usable) } {
+        // SAFETY: the reservation is ours and unused.
+        unsafe { release(base, total) };
+        return ptr::null_mut();
+    }
+    user
+}
+
+/// Write `msg` to stderr with `write(2)`: no allocation, no formatting machinery.
+pub fn write_stderr(msg: &[u8]) {
+    let mut rest = msg;
+    while !rest.is_empty() {
+        // SAFETY: writing from a valid slice to fd 2.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// A fixed-capacity line buffer on the stack for messages built without allocating.
+pub struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    pub const fn new() -> Line {
+        Line {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        for &b in s.as_bytes() {
+            if self.len < self.buf.len() {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+        self
+    }
+
+    pub fn dec(&mut self, mut v: u64) -> &mut Self {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &b in &tmp[i..] {
+            if self.len < self.buf.len() {
+                self.buf[self.len] = b;
+                self.len += 1;
+            }
+        }
+        self
+    }
+
+    pub fn hex(&mut self, v: usize) -> &mut Self {
+        self.str("0x");
+        let digits = b"0123456789abcdef";
+        let mut started = false;
+        for shift in (0..usize::BITS / 4).rev() {
+            let d = (v >> (shift * 4)) & 0xf;
+            if d != 0 || started || shift == 0 {
+                started = true;
+                if self.len < self.buf.len() {
+                    self.buf[self.len] = digits[d];
+                    self.len += 1;
+                }
+            }
+        }
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn write(&self) {
+        write_stderr(self.as_bytes());
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Line::new()
+    }
+}
+
+/// Abort the process after printing `msg` and a newline on stderr.
+#[cold]
+pub fn fatal(msg: &str) -> ! {
+    let mut l = Line::new();
+    l.str(msg).str("\n").write();
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+#[cold]
+fn fatal_errno(msg: &str, e: i32) -> ! {
+    let mut l = Line::new();
+    l.str(msg).str(" (errno ").dec(e as u64).str(")\n").write();
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// Abort after printing `mapalloc: <what> <ptr>`, e.g. `mapalloc: double free of 0x7f...`.
+#[cold]
+pub fn fatal_ptr(what: &str, p: usize) -> ! {
+    let mut l = Line::new();
+    l.str("mapalloc: ").str(what).str(" ").hex(p).str("\n").write();
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
