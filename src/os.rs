@@ -259,33 +259,50 @@ pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mu
     true
 }
 
-/// Map `usable` bytes read-write with a `PROT_NONE` guard of `guard` bytes directly before and
-/// after: the one helper that builds guarded mappings. Returns the start of the usable part,
-/// or null when out of memory (nothing stays mapped then). The whole mapping is
+/// Map `usable` bytes read-write, aligned to `align` (a power of two; anything up to the page
+/// size means page alignment), with a `PROT_NONE` guard of `guard` bytes directly before and
+/// after: the one helper that builds guarded mappings. Returns the start of the usable part, or
+/// null when out of memory (nothing stays mapped then). The mapping is exactly
 /// `[ret - guard, ret + usable + guard)`.
 ///
-/// Done as one `PROT_NONE` reservation plus one `mprotect` of the middle, so it costs two
-/// syscalls and three mappings (adjacent guards of neighbouring blocks merge).
-pub fn map_guarded(usable: usize, guard: usize) -> *mut u8 {
+/// Done as one `PROT_NONE` reservation and one `mprotect` of the middle (plus up to two
+/// `munmap`s of alignment slack), so it costs two syscalls and three mappings in the common
+/// case; the guards of neighbouring blocks are adjacent `PROT_NONE` mappings and merge.
+pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
+    let ps = page_size();
+    let align = align.max(ps);
     let Some(total) = guard
         .checked_mul(2)
         .and_then(|g| g.checked_add(usable))
+        .and_then(|t| t.checked_add(align - ps))
     else {
         return ptr::null_mut();
     };
-    let base = map(total, false);
-    if base.is_null() {
-        return base;
-    }
-    // SAFETY: `base + guard` is inside the reservation just made.
-    let user = unsafe { base.add(guard) };
-    // SAFETY: the middle of our own fresh reservation.
-    if !unsafe { protect_rw(user, usable) } {
-        // SAFETY: the reservation is ours and unused.
-        unsafe { release(base, total) };
+    let base = map(total, false) as usize;
+    if base == 0 {
         return ptr::null_mut();
     }
-    user
+    let user = (base + guard + align - 1) & !(align - 1);
+    // SAFETY: [user, user + usable) lies inside the reservation just made.
+    if !unsafe { protect_rw(user as *mut u8, usable) } {
+        // SAFETY: the reservation is ours and unused.
+        unsafe { release(base as *mut u8, total) };
+        return ptr::null_mut();
+    }
+    let head = user - guard - base;
+    let tail_start = user + usable + guard;
+    let tail = base + total - tail_start;
+    // SAFETY: the alignment slack before the front guard and after the back guard is part of
+    // our reservation and holds nothing.
+    unsafe {
+        if head != 0 {
+            release(base as *mut u8, head);
+        }
+        if tail != 0 {
+            release(tail_start as *mut u8, tail);
+        }
+    }
+    user as *mut u8
 }
 
 /// Write `msg` to stderr with `write(2)`: no allocation, no formatting machinery.

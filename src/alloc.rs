@@ -1,0 +1,125 @@
+//! The core entry points, shared by the Rust face (`global`) and the C face (`c_api`):
+//! dispatch between size-class blocks (`heap`) and large blocks (`large`).
+//!
+//! These functions report failure as a null pointer and never touch `errno`; the C semantics
+//! (errno, glibc's special cases) live in `c_api`.
+
+use core::ptr;
+
+use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
+use crate::{heap, large, os, segment};
+
+/// Allocate `size` bytes, 16-byte aligned. Null when out of memory or impossible.
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size <= MAX_CLASS_SIZE {
+        heap::alloc(size_class::class_of(size))
+    } else {
+        large::alloc(size, 0)
+    }
+}
+
+/// Allocate `size` bytes aligned to `align` (a power of two).
+#[inline]
+pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= MIN_ALIGN {
+        return malloc(size);
+    }
+    if align <= MAX_MEDIUM_SIZE {
+        if let Some(c) = size_class::class_for_aligned(size, align) {
+            return heap::alloc(c);
+        }
+    }
+    large::alloc(size, align)
+}
+
+/// Allocate `size` zeroed bytes aligned to `align` (a power of two).
+pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if size > MAX_CLASS_SIZE || align > MAX_MEDIUM_SIZE {
+        // Large blocks come zeroed from the kernel, or from the cache, which zeroes them.
+        return large::alloc_zeroed(size, align);
+    }
+    let p = malloc_aligned(size, align);
+    if !p.is_null() {
+        // SAFETY: `p` is a fresh block of at least `size` bytes.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// Free `p` (null is a no-op). `size`, when non-zero, is the size the caller says it
+/// allocated; a size larger than the block is misuse and aborts.
+///
+/// # Safety
+/// `p` is null or was returned by this allocator (anything else is detected and aborts,
+/// unless it happens to be the address of another live block).
+#[inline]
+pub unsafe fn free(p: *mut u8, size: usize) {
+    if p.is_null() {
+        return;
+    }
+    match segment::segment_of(p as usize) {
+        // SAFETY: `seg` contains `p`.
+        Some(seg) => unsafe { heap::free(seg, p, size) },
+        None => large::free(p, size),
+    }
+}
+
+/// Usable size of the live block at `p` (0 for null). Aborts for a pointer that is not a
+/// live block of ours.
+///
+/// # Safety
+/// `p` is null or a pointer this allocator returned.
+pub unsafe fn usable_size(p: *const u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    let u = match segment::segment_of(p as usize) {
+        // SAFETY: `seg` contains `p`.
+        Some(seg) => unsafe { heap::usable_size(seg, p as *mut u8) },
+        None => large::usable_size(p),
+    };
+    match u {
+        Some(u) => u,
+        None => os::fatal_ptr("usable size of invalid or freed pointer", p as usize),
+    }
+}
+
+/// Resize the block at `p` (non-null) to `size` bytes with alignment `align`, in place when
+/// the block allows it. Null when out of memory: the old block is then intact.
+///
+/// # Safety
+/// `p` is a live block of this allocator allocated with alignment `align` or less.
+pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    let seg = segment::segment_of(p as usize);
+    let usable = match seg {
+        // SAFETY: `seg` contains `p`.
+        Some(seg) => unsafe { heap::usable_size(seg, p) },
+        None => large::usable_size(p),
+    };
+    let Some(usable) = usable else {
+        os::fatal_ptr("realloc of invalid or freed pointer", p as usize);
+    };
+    if seg.is_some() {
+        // In place while the request still fits the class and does not waste over half of it.
+        if size <= usable && (size >= usable / 2 || usable <= 2 * MIN_ALIGN) {
+            return p;
+        }
+    } else if size > MAX_CLASS_SIZE && (p as usize) % align == 0 {
+        let q = large::resize(p, size);
+        if !q.is_null() {
+            return q;
+        }
+    }
+    let q = malloc_aligned(size, align);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live, distinct, and at least min(size, usable) bytes long.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, size.min(usable));
+        free(p, 0);
+    }
+    q
+}

@@ -1,0 +1,1 @@
+//! C semantics (filled in with the C shim).

@@ -1,0 +1,668 @@
+//! Thread heaps: the fast path, the per-class page queues, remote frees and thread exit.
+//!
+//! # Ownership
+//! Every thread that allocates gets a [`Heap`]; a heap owns segments and their pages. Only the
+//! owner touches a page's local free list, its counters and its bitmap bits with plain
+//! (non-RMW) operations, so `malloc` and a `free` on the owning thread take no lock and no
+//! atomic read-modify-write.
+//!
+//! # Remote frees
+//! A block freed by another thread is pushed on its page's atomic `thread_free` list (one CAS)
+//! and collected by the owner the next time it needs that page. A page that had no free block
+//! left sits on the heap's *full* list, where the owner never looks; the first remote free into
+//! it therefore also pushes the page on the heap's *notify* stack (`full_state` FULL ->
+//! NOTIFIED), which the owner drains at the start of its slow path. Marking a page full and a
+//! remote push race like Dekker's algorithm: the owner stores FULL then re-reads `thread_free`,
+//! the remote pushes then reads `full_state`, all `SeqCst`, so at least one of them sees the
+//! other and no page is stranded on the full list.
+//!
+//! # Thread exit
+//! A `pthread_key_create` destructor (registered at initialisation; `thread_local!` with a
+//! `Drop` type would register a destructor through an allocating path) marks the thread DONE
+//! and puts its heap on the abandoned list, from which the next new thread adopts it whole:
+//! its pages, their remote-free lists and its notify stack keep working throughout, so blocks
+//! of an exited thread can be freed by anyone at any time. A DONE thread (other libraries'
+//! destructors run after ours) frees everything as a remote free and allocates from a shared
+//! backup heap under a lock.
+
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use crate::os;
+use crate::segment::{self, Block, FULL, Kind, NOT_FULL, NOTIFIED, NUM_KINDS, Page, Segment};
+use crate::size_class::{NUM_CLASSES, class_size};
+use crate::sync::SpinLock;
+
+#[derive(Clone, Copy)]
+struct PageQueue {
+    first: *mut Page,
+    last: *mut Page,
+}
+
+/// A thread's heap. A zeroed `Heap` is a valid empty heap.
+#[repr(C)]
+pub struct Heap {
+    queues: [PageQueue; NUM_CLASSES],
+    full: PageQueue,
+    /// Pages on the full list that received a remote free (pushed by other threads).
+    notify: AtomicPtr<Page>,
+    /// Per kind: segments that still have unused pages (doubly linked).
+    segs: [*mut Segment; NUM_KINDS],
+    /// Allocations and frees per class (owner writes with plain load+store; any thread may
+    /// read them for statistics).
+    pub allocs: [AtomicU64; NUM_CLASSES],
+    pub frees: [AtomicU64; NUM_CLASSES],
+    /// Registry of every heap ever created, and the abandoned stack.
+    next_all: *mut Heap,
+    next_abandoned: *mut Heap,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread-local heap pointer
+
+thread_local! {
+    // `const`-initialised, no `Drop`: no lazy-init check, no destructor registration.
+    static HEAP: Cell<*mut Heap> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// Marks a thread whose exit hook has run.
+const DONE: *mut Heap = ptr::without_provenance_mut(1);
+
+#[inline(always)]
+fn tls_heap() -> *mut Heap {
+    HEAP.with(|h| h.get())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heap pool: heaps live in mapped chunks and are never unmapped (remote frees may reach them
+// at any time), only abandoned and adopted.
+
+struct Pool {
+    all: *mut Heap,
+    abandoned: *mut Heap,
+    chunk: usize,
+    chunk_end: usize,
+    live: usize,
+    abandoned_count: usize,
+}
+
+// SAFETY: the pool's pointers refer to mapped heap memory that lives forever; the lock
+// serialises access.
+unsafe impl Send for Pool {}
+
+static POOL: SpinLock<Pool> = SpinLock::new(Pool {
+    all: ptr::null_mut(),
+    abandoned: ptr::null_mut(),
+    chunk: 0,
+    chunk_end: 0,
+    live: 0,
+    abandoned_count: 0,
+});
+
+/// The heap used by threads that allocate after their exit hook ran.
+static BACKUP: SpinLock<usize> = SpinLock::new(0);
+
+const HEAP_CHUNK: usize = 256 * 1024;
+
+fn pool_acquire() -> *mut Heap {
+    let mut pool = POOL.lock();
+    let h = pool.abandoned;
+    if !h.is_null() {
+        // SAFETY: heaps on the abandoned stack are valid and unused.
+        pool.abandoned = unsafe { (*h).next_abandoned };
+        pool.abandoned_count -= 1;
+        pool.live += 1;
+        return h;
+    }
+    let size = (core::mem::size_of::<Heap>() + 63) & !63;
+    if pool.chunk + size > pool.chunk_end {
+        let Some(len) = os::page_round_up(HEAP_CHUNK.max(size)) else {
+            return ptr::null_mut();
+        };
+        let c = os::map(len, true);
+        if c.is_null() {
+            return ptr::null_mut();
+        }
+        pool.chunk = c as usize;
+        pool.chunk_end = c as usize + len;
+    }
+    let h = pool.chunk as *mut Heap;
+    pool.chunk += size;
+    // SAFETY: fresh zeroed memory is a valid empty heap; link it into the registry.
+    unsafe { (*h).next_all = pool.all };
+    pool.all = h;
+    pool.live += 1;
+    h
+}
+
+/// Visit every heap ever created (for statistics). `f` must not allocate.
+pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
+    let pool = POOL.lock();
+    let mut h = pool.all;
+    while !h.is_null() {
+        // SAFETY: heaps are never unmapped; `f` only reads atomics.
+        unsafe {
+            f(&*h);
+            h = (*h).next_all;
+        }
+    }
+}
+
+/// Live and abandoned heap counts.
+pub fn heap_counts() -> (usize, usize) {
+    let pool = POOL.lock();
+    (pool.live, pool.abandoned_count)
+}
+
+/// The thread-exit hook (a `pthread_key_create` destructor).
+pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
+    let h = arg as *mut Heap;
+    HEAP.with(|c| c.set(DONE));
+    if h.is_null() || h == DONE {
+        return;
+    }
+    let mut pool = POOL.lock();
+    // SAFETY: the exiting thread owned `h` and has let go of it (TLS says DONE).
+    unsafe { (*h).next_abandoned = pool.abandoned };
+    pool.abandoned = h;
+    pool.abandoned_count += 1;
+    pool.live -= 1;
+}
+
+/// Take the heap-related locks before `fork`.
+pub fn lock_for_fork() {
+    BACKUP.raw_lock();
+    POOL.raw_lock();
+}
+
+/// Release the locks taken by [`lock_for_fork`].
+///
+/// # Safety
+/// [`lock_for_fork`] was called by the forking thread.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: both were taken by lock_for_fork.
+    unsafe {
+        POOL.raw_unlock();
+        BACKUP.raw_unlock();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation
+
+/// Allocate a block of class `cls`. Null when out of memory.
+#[inline(always)]
+pub fn alloc(cls: usize) -> *mut u8 {
+    let h = tls_heap();
+    if h as usize > DONE as usize {
+        // SAFETY: a pointer above DONE in our TLS is this thread's own heap.
+        unsafe { heap_alloc(h, cls) }
+    } else {
+        alloc_no_heap(cls)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_no_heap(cls: usize) -> *mut u8 {
+    let h = tls_heap();
+    if h.is_null() {
+        let h = new_thread_heap();
+        if h.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: just installed as this thread's heap.
+        return unsafe { heap_alloc(h, cls) };
+    }
+    // After thread exit: the shared backup heap, under its lock.
+    let mut b = BACKUP.lock();
+    if *b == 0 {
+        *b = pool_acquire() as usize;
+        if *b == 0 {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: the lock gives this thread exclusive use of the backup heap.
+    unsafe { heap_alloc(*b as *mut Heap, cls) }
+}
+
+#[cold]
+fn new_thread_heap() -> *mut Heap {
+    crate::init::ensure();
+    let h = pool_acquire();
+    if h.is_null() {
+        return h;
+    }
+    HEAP.with(|c| c.set(h));
+    // After the TLS slot is set: pthread_setspecific may itself call malloc (keys >= 32),
+    // which then finds the heap ready.
+    crate::init::register_thread(h.cast());
+    h
+}
+
+/// # Safety
+/// `h` is owned by the calling thread (or locked by it).
+#[inline(always)]
+unsafe fn heap_alloc(h: *mut Heap, cls: usize) -> *mut u8 {
+    // SAFETY: the caller owns `h`; queue pages are owned by `h`.
+    unsafe {
+        let page = (*h).queues[cls].first;
+        if !page.is_null() {
+            let b = (*page).free;
+            if !b.is_null() {
+                (*page).free = (*b).next;
+                (*page).used += 1;
+                mark_live(b as usize);
+                bump(&(*h).allocs[cls], 1);
+                return b.cast();
+            }
+        }
+        alloc_slow(h, cls)
+    }
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// Set the live bit of the block at `p` (owner only).
+#[inline(always)]
+fn mark_live(p: usize) {
+    let seg = (p & !segment::SEGMENT_MASK) as *const Segment;
+    // SAFETY: `p` is a block of a segment of ours.
+    let (w, bit) = unsafe { (*seg).bit(p) };
+    w.store(w.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+}
+
+/// Blocks of fresh page memory built into the free list at a time: about one OS page worth,
+/// so a page's memory is touched only as it is used.
+const EXTEND_BYTES: usize = 4096;
+
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
+    // SAFETY: the caller owns `h`; every page reached is owned by it.
+    unsafe {
+        if !(*h).notify.load(Ordering::Relaxed).is_null() {
+            drain_notify(h);
+        }
+        loop {
+            let page = (*h).queues[cls].first;
+            if page.is_null() {
+                break;
+            }
+            if (*page).free.is_null() {
+                collect(page);
+            }
+            if (*page).free.is_null() && (*page).built < (*page).capacity {
+                extend(page);
+            }
+            if !(*page).free.is_null() {
+                return heap_alloc(h, cls);
+            }
+            page_to_full(h, page);
+        }
+        let page = fresh_page(h, cls);
+        if page.is_null() {
+            return ptr::null_mut();
+        }
+        queue_push_front(&mut (*h).queues[cls], page);
+        extend(page);
+        heap_alloc(h, cls)
+    }
+}
+
+/// Build the next blocks of a page's untouched memory into its free list.
+unsafe fn extend(page: *mut Page) {
+    // SAFETY: the caller owns the page; blocks [built, capacity) are unused page memory.
+    unsafe {
+        let p = &mut *page;
+        let bs = p.block_size as usize;
+        let n = ((EXTEND_BYTES / bs).max(1) as u32).min(p.capacity - p.built) as usize;
+        let first = p.start.add(p.built as usize * bs);
+        let mut b = first;
+        for _ in 1..n {
+            let next = b.add(bs);
+            (*(b as *mut Block)).next = next.cast();
+            b = next;
+        }
+        (*(b as *mut Block)).next = p.free;
+        p.free = first.cast();
+        p.built += n as u32;
+    }
+}
+
+/// Move the blocks other threads freed into the local free list.
+unsafe fn collect(page: *mut Page) {
+    // SAFETY: the caller owns the page; the swap gives it the whole remote list.
+    unsafe {
+        let p = &mut *page;
+        let head = p.thread_free.swap(ptr::null_mut(), Ordering::Acquire);
+        if head.is_null() {
+            return;
+        }
+        let seg = &*segment::segment_of_page(page);
+        let mut b = head;
+        let mut tail = head;
+        let mut count = 0u32;
+        while !b.is_null() {
+            count += 1;
+            if count > p.used {
+                os::fatal_ptr("heap corruption: remote free list too long in page at", p.start as usize);
+            }
+            let (w, bit) = seg.bit(b as usize);
+            let v = w.load(Ordering::Relaxed);
+            if v & bit == 0 {
+                os::fatal_ptr("double free of", b as usize);
+            }
+            w.store(v & !bit, Ordering::Relaxed);
+            tail = b;
+            b = (*b).next;
+        }
+        (*tail).next = p.free;
+        p.free = head;
+        p.used -= count;
+        let h = p.heap.load(Ordering::Relaxed);
+        bump(&(*h).frees[p.class as usize], count as u64);
+    }
+}
+
+/// A page with no free block: move it from its class queue to the full list.
+unsafe fn page_to_full(h: *mut Heap, page: *mut Page) {
+    // SAFETY: the caller owns `h` and the page, which is in its class queue.
+    unsafe {
+        let cls = (*page).class as usize;
+        queue_remove(&mut (*h).queues[cls], page);
+        queue_push_back(&mut (*h).full, page);
+        (*page).in_full = true;
+        let state = &(*page).full_state;
+        if state.load(Ordering::Relaxed) == NOTIFIED {
+            return; // still on the notify stack: draining it moves the page back
+        }
+        state.store(FULL, Ordering::SeqCst);
+        if !(*page).thread_free.load(Ordering::SeqCst).is_null()
+            && state
+                .compare_exchange(FULL, NOT_FULL, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            // A remote free raced with us and may not have seen FULL: keep the page queued.
+            full_to_queue(h, page);
+        }
+    }
+}
+
+unsafe fn full_to_queue(h: *mut Heap, page: *mut Page) {
+    // SAFETY: the caller owns `h` and the page, which is on the full list.
+    unsafe {
+        queue_remove(&mut (*h).full, page);
+        (*page).in_full = false;
+        queue_push_back(&mut (*h).queues[(*page).class as usize], page);
+    }
+}
+
+/// Move the pages that other threads notified back from the full list to their queues.
+unsafe fn drain_notify(h: *mut Heap) {
+    // SAFETY: the caller owns `h`; the swap gives it the whole stack, whose pages it owns.
+    unsafe {
+        let mut p = (*h).notify.swap(ptr::null_mut(), Ordering::Acquire);
+        while !p.is_null() {
+            let next = (*p).notify_next.load(Ordering::Relaxed);
+            (*p).full_state.store(NOT_FULL, Ordering::Relaxed);
+            if (*p).in_full {
+                full_to_queue(h, p);
+            }
+            p = next;
+        }
+    }
+}
+
+unsafe fn fresh_page(h: *mut Heap, cls: usize) -> *mut Page {
+    let bs = class_size(cls);
+    let kind = Kind::of_block_size(bs);
+    // SAFETY: the caller owns `h`; its segments are its own.
+    unsafe {
+        let mut seg = (*h).segs[kind as usize];
+        if seg.is_null() {
+            seg = segment::alloc(h, kind);
+            if seg.is_null() {
+                return ptr::null_mut();
+            }
+            seg_list_push(h, seg);
+        }
+        let page = (*seg).take_page();
+        debug_assert!(!page.is_null());
+        if !(*seg).has_free_pages() {
+            seg_list_remove(h, seg);
+        }
+        segment::init_page(&*seg, page, cls, bs);
+        page
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Free
+
+/// Free the block at `p`, which lies in segment `seg`. Aborts on a double or invalid free, or
+/// when `size` (the caller's claim of what it allocated; 0 for none) exceeds the block.
+///
+/// # Safety
+/// `seg` is the segment of ours that contains `p` (from `segment::segment_of`).
+#[inline(always)]
+pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
+    // SAFETY: `seg` is a mapped segment of ours; its bitmap decides whether `p` is live.
+    unsafe {
+        let s = &*seg;
+        let (w, bit) = s.bit(p as usize);
+        let v = w.load(Ordering::Relaxed);
+        if v & bit == 0 || (p as usize) & 15 != 0 {
+            bad_free(s, p as usize);
+        }
+        let page = s.pages.as_ptr().add(s.page_index(p as usize)) as *mut Page;
+        if size > (*page).block_size as usize {
+            os::fatal_ptr("sized free with a size larger than the block at", p as usize);
+        }
+        let b = p as *mut Block;
+        let h = tls_heap();
+        if (*page).heap.load(Ordering::Relaxed) == h {
+            w.store(v & !bit, Ordering::Relaxed);
+            (*b).next = (*page).free;
+            (*page).free = b;
+            (*page).used -= 1;
+            bump(&(*h).frees[(*page).class as usize], 1);
+            if (*page).used == 0 || (*page).in_full {
+                free_slow(h, page);
+            }
+        } else {
+            remote_free(page, b);
+        }
+    }
+}
+
+#[cold]
+fn bad_free(s: &Segment, p: usize) -> ! {
+    let page = &s.pages[s.page_index(p)];
+    if p & 15 == 0 && segment::is_block_start(page, p) {
+        os::fatal_ptr("double free of", p);
+    }
+    os::fatal_ptr("invalid free of", p);
+}
+
+/// Whether `p` is a live block of segment `seg`, and its usable size.
+///
+/// # Safety
+/// As for [`free`].
+pub unsafe fn usable_size(seg: *mut Segment, p: *mut u8) -> Option<usize> {
+    // SAFETY: `seg` is a mapped segment of ours.
+    let s = unsafe { &*seg };
+    let (w, bit) = s.bit(p as usize);
+    if w.load(Ordering::Relaxed) & bit == 0 || (p as usize) & 15 != 0 {
+        return None;
+    }
+    Some(s.pages[s.page_index(p as usize)].block_size as usize)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
+    // SAFETY: the caller owns `h` and the page.
+    unsafe {
+        if (*page).in_full {
+            let state = &(*page).full_state;
+            if state.load(Ordering::Relaxed) == FULL {
+                // Fails only if a remote free just notified: the stack then holds the page,
+                // and draining it copes with a page that is already back in its queue.
+                let _ = state.compare_exchange(FULL, NOT_FULL, Ordering::SeqCst, Ordering::Relaxed);
+            }
+            full_to_queue(h, page);
+        }
+        if (*page).used == 0 {
+            retire(h, page);
+        }
+    }
+}
+
+/// Give an empty page back to its segment, unless it is the only page of its class (a loop
+/// that allocates and frees one block must not map and unmap a page each time) or is on the
+/// notify stack.
+unsafe fn retire(h: *mut Heap, page: *mut Page) {
+    // SAFETY: the caller owns `h` and the page, which is in its class queue and empty.
+    unsafe {
+        let q = &mut (*h).queues[(*page).class as usize];
+        if (q.first == page && q.last == page)
+            || (*page).full_state.load(Ordering::Relaxed) == NOTIFIED
+        {
+            return;
+        }
+        queue_remove(q, page);
+        let seg = segment::segment_of_page(page);
+        (*seg).return_page(page);
+        if (*seg).used_pages == 0 {
+            if (*seg).in_heap_list {
+                seg_list_remove(h, seg);
+            }
+            segment::free(seg);
+        } else if !(*seg).in_heap_list {
+            seg_list_push(h, seg);
+        }
+    }
+}
+
+#[inline(never)]
+unsafe fn remote_free(page: *mut Page, b: *mut Block) {
+    // SAFETY: `b` is a live block of `page` (its bitmap bit is set); pushing it is the one
+    // operation other threads may do on a page.
+    unsafe {
+        let tf = &(*page).thread_free;
+        let mut head = tf.load(Ordering::Relaxed);
+        loop {
+            (*b).next = head;
+            match tf.compare_exchange_weak(head, b, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => head = cur,
+            }
+        }
+        let state = &(*page).full_state;
+        if state.load(Ordering::SeqCst) == FULL
+            && state
+                .compare_exchange(FULL, NOTIFIED, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            let h = (*page).heap.load(Ordering::Acquire);
+            let stack = &(*h).notify;
+            let mut top = stack.load(Ordering::Relaxed);
+            loop {
+                (*page).notify_next.store(top, Ordering::Relaxed);
+                match stack.compare_exchange_weak(top, page, Ordering::Release, Ordering::Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(cur) => top = cur,
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Intrusive lists
+
+unsafe fn queue_push_front(q: &mut PageQueue, page: *mut Page) {
+    // SAFETY: the caller owns the queue and the page, which is on no list.
+    unsafe {
+        (*page).prev = ptr::null_mut();
+        (*page).next = q.first;
+        if q.first.is_null() {
+            q.last = page;
+        } else {
+            (*q.first).prev = page;
+        }
+        q.first = page;
+    }
+}
+
+unsafe fn queue_push_back(q: &mut PageQueue, page: *mut Page) {
+    // SAFETY: the caller owns the queue and the page, which is on no list.
+    unsafe {
+        (*page).next = ptr::null_mut();
+        (*page).prev = q.last;
+        if q.last.is_null() {
+            q.first = page;
+        } else {
+            (*q.last).next = page;
+        }
+        q.last = page;
+    }
+}
+
+unsafe fn queue_remove(q: &mut PageQueue, page: *mut Page) {
+    // SAFETY: the caller owns the queue, and the page is on it.
+    unsafe {
+        let (prev, next) = ((*page).prev, (*page).next);
+        if prev.is_null() {
+            q.first = next;
+        } else {
+            (*prev).next = next;
+        }
+        if next.is_null() {
+            q.last = prev;
+        } else {
+            (*next).prev = prev;
+        }
+        (*page).next = ptr::null_mut();
+        (*page).prev = ptr::null_mut();
+    }
+}
+
+unsafe fn seg_list_push(h: *mut Heap, seg: *mut Segment) {
+    // SAFETY: the caller owns `h` and `seg`, which is on no list.
+    unsafe {
+        let head = &mut (*h).segs[(*seg).kind as usize];
+        (*seg).prev = ptr::null_mut();
+        (*seg).next = *head;
+        if !head.is_null() {
+            (**head).prev = seg;
+        }
+        *head = seg;
+        (*seg).in_heap_list = true;
+    }
+}
+
+unsafe fn seg_list_remove(h: *mut Heap, seg: *mut Segment) {
+    // SAFETY: the caller owns `h` and `seg`, which is on `h`'s list for its kind.
+    unsafe {
+        let head = &mut (*h).segs[(*seg).kind as usize];
+        let (prev, next) = ((*seg).prev, (*seg).next);
+        if prev.is_null() {
+            *head = next;
+        } else {
+            (*prev).next = next;
+        }
+        if !next.is_null() {
+            (*next).prev = prev;
+        }
+        (*seg).next = ptr::null_mut();
+        (*seg).prev = ptr::null_mut();
+        (*seg).in_heap_list = false;
+    }
+}

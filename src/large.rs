@@ -1,0 +1,471 @@
+//! Large blocks: requests above the largest size class (or with an alignment above 64 KiB).
+//!
+//! Each large block is its own mapping, built by [`os::map_guarded`] with a
+//! `PROT_NONE` guard page directly before and after it: an overflow or underflow off the block
+//! faults at once.
+//!
+//! Large blocks are found from their address in a hash table (open addressing, linear probing,
+//! backward-shift deletion) held in mapped memory under one spin lock. A pointer that is in
+//! neither a segment nor this table is not ours: freeing it aborts as an invalid free, and
+//! nothing is ever read in front of it.
+//!
+//! **Cache.** A freed block stays mapped (its table entry says `Cached`) in a small FIFO so that
+//! a loop of large `malloc`/`free` costs no syscall; a later request reuses a cached block
+//! when it fits in it with at most 50% slack and the alignment holds. Freeing a cached block
+//! again is reported as a double free. The cache is bounded by count and bytes; the oldest
+//! entry is unmapped first.
+//!
+//! **Growth.** `realloc` to a larger size first uses the slack of the block's pages; beyond
+//! that it reserves a new guarded range and moves the pages there with `mremap`, so the data is
+//! never copied.
+
+use core::ptr;
+
+use crate::os;
+use crate::sync::SpinLock;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Empty,
+    Live,
+    Cached,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    /// Start of the block (0 when empty).
+    addr: usize,
+    /// Usable bytes (a multiple of the page size); the guard follows.
+    usable: usize,
+    state: State,
+}
+
+const EMPTY: Entry = Entry {
+    addr: 0,
+    usable: 0,
+    state: State::Empty,
+};
+
+const CACHE_MAX: usize = 16;
+/// Bytes of freed large blocks kept mapped for reuse.
+const CACHE_MAX_BYTES: usize = 128 << 20;
+
+struct Large {
+    table: *mut Entry,
+    cap: usize,
+    len: usize,
+    /// Cached blocks (addresses), oldest first.
+    cache: [usize; CACHE_MAX],
+    cache_len: usize,
+    cache_bytes: usize,
+    live_bytes: usize,
+    allocs: u64,
+    frees: u64,
+}
+
+// SAFETY: the table memory is owned by the structure and only touched under the lock.
+unsafe impl Send for Large {}
+
+static LARGE: SpinLock<Large> = SpinLock::new(Large {
+    table: ptr::null_mut(),
+    cap: 0,
+    len: 0,
+    cache: [0; CACHE_MAX],
+    cache_len: 0,
+    cache_bytes: 0,
+    live_bytes: 0,
+    allocs: 0,
+    frees: 0,
+});
+
+#[inline]
+fn hash(addr: usize, cap: usize) -> usize {
+    ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7) & (cap - 1)
+}
+
+impl Large {
+    fn slot(&self, i: usize) -> &mut Entry {
+        debug_assert!(i < self.cap);
+        // SAFETY: `i < cap` and the table has `cap` entries; the lock gives exclusive access.
+        unsafe { &mut *self.table.add(i) }
+    }
+
+    fn find(&self, addr: usize) -> Option<usize> {
+        if self.cap == 0 {
+            return None;
+        }
+        let mut i = hash(addr, self.cap);
+        loop {
+            let e = self.slot(i);
+            if e.state == State::Empty {
+                return None;
+            }
+            if e.addr == addr {
+                return Some(i);
+            }
+            i = (i + 1) & (self.cap - 1);
+        }
+    }
+
+    /// Insert a new entry; false when the table cannot grow.
+    fn insert(&mut self, e: Entry) -> bool {
+        if (self.len + 1) * 2 > self.cap && !self.grow() {
+            return false;
+        }
+        let mut i = hash(e.addr, self.cap);
+        while self.slot(i).state != State::Empty {
+            i = (i + 1) & (self.cap - 1);
+        }
+        *self.slot(i) = e;
+        self.len += 1;
+        true
+    }
+
+    fn grow(&mut self) -> bool {
+        let new_cap = if self.cap == 0 { 1024 } else { self.cap * 2 };
+        let bytes = new_cap * core::mem::size_of::<Entry>();
+        let Some(bytes) = os::page_round_up(bytes) else {
+            return false;
+        };
+        let t = os::map(bytes, true) as *mut Entry;
+        if t.is_null() {
+            return false;
+        }
+        let (old, old_cap) = (self.table, self.cap);
+        self.table = t;
+        self.cap = new_cap;
+        self.len = 0;
+        // Fresh mapped memory is zero, which reads as `EMPTY` entries only if Empty is 0:
+        // write them explicitly instead of relying on the enum layout.
+        for i in 0..new_cap {
+            *self.slot(i) = EMPTY;
+        }
+        for i in 0..old_cap {
+            // SAFETY: `i < old_cap`, the old table is still mapped.
+            let e = unsafe { *old.add(i) };
+            if e.state != State::Empty {
+                let mut j = hash(e.addr, self.cap);
+                while self.slot(j).state != State::Empty {
+                    j = (j + 1) & (self.cap - 1);
+                }
+                *self.slot(j) = e;
+                self.len += 1;
+            }
+        }
+        if !old.is_null() {
+            let old_bytes = os::page_round_up(old_cap * core::mem::size_of::<Entry>())
+                .unwrap_or_else(|| internal());
+            // SAFETY: the old table is ours and no longer used.
+            unsafe { os::release(old.cast(), old_bytes) };
+        }
+        true
+    }
+
+    /// Remove entry `i` with backward-shift deletion.
+    fn remove_at(&mut self, mut i: usize) {
+        let mask = self.cap - 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let e = *self.slot(j);
+            if e.state == State::Empty {
+                break;
+            }
+            let home = hash(e.addr, self.cap);
+            // Move `e` into the hole at `i` unless its home lies cyclically in (i, j].
+            let in_between = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !in_between {
+                *self.slot(i) = e;
+                i = j;
+            }
+        }
+        *self.slot(i) = EMPTY;
+        self.len -= 1;
+    }
+
+    fn cache_remove(&mut self, k: usize) {
+        let addr = self.cache[k];
+        self.cache.copy_within(k + 1..self.cache_len, k);
+        self.cache_len -= 1;
+        let i = self.find(addr).unwrap_or_else(|| internal());
+        self.cache_bytes -= self.slot(i).usable;
+    }
+}
+
+/// The table lost an entry it must have: the allocator's own state is broken.
+#[cold]
+fn internal() -> ! {
+    os::fatal("mapalloc: internal error: large-block table inconsistent")
+}
+
+/// The guard size: one OS page.
+#[inline]
+fn guard() -> usize {
+    os::page_size()
+}
+
+/// Allocate a large block of at least `size` bytes aligned to `align` (a power of two; values
+/// up to the page size need nothing special). Null when out of memory or when the size
+/// cannot be represented.
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    alloc_impl(size, align, false)
+}
+
+/// As [`alloc`], with the first `size` bytes zeroed: fresh mappings are zero already, so only
+/// a reused cached block is cleared.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    alloc_impl(size, align, true)
+}
+
+fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let ps = os::page_size();
+    let align = align.max(ps);
+    let Some(usable) = os::page_round_up(size.max(1)) else {
+        return ptr::null_mut();
+    };
+    if usable > isize::MAX as usize / 2 {
+        return ptr::null_mut();
+    }
+    {
+        let mut l = LARGE.lock();
+        // Best fit among cached blocks with at most 50% slack.
+        let mut best = usize::MAX;
+        let mut best_k = 0;
+        for k in 0..l.cache_len {
+            let addr = l.cache[k];
+            let e = *l.slot(l.find(addr).unwrap_or_else(|| internal()));
+            if e.usable >= usable
+                && e.usable - usable <= usable / 2
+                && addr % align == 0
+                && e.usable < best
+            {
+                best = e.usable;
+                best_k = k;
+            }
+        }
+        if best != usize::MAX {
+            let addr = l.cache[best_k];
+            l.cache_remove(best_k);
+            let i = l.find(addr).unwrap_or_else(|| internal());
+            l.slot(i).state = State::Live;
+            l.live_bytes += best;
+            l.allocs += 1;
+            drop(l);
+            if zero {
+                // SAFETY: the block is live, ours, and at least `size` bytes long.
+                unsafe { ptr::write_bytes(addr as *mut u8, 0, size) };
+            }
+            return addr as *mut u8;
+        }
+    }
+    let p = os::map_guarded(usable, guard(), align);
+    if p.is_null() {
+        return p;
+    }
+    let mut l = LARGE.lock();
+    if !l.insert(Entry {
+        addr: p as usize,
+        usable,
+        state: State::Live,
+    }) {
+        drop(l);
+        // SAFETY: the mapping was just made and is unknown to anyone else.
+        unsafe { unmap(p as usize, usable) };
+        return ptr::null_mut();
+    }
+    l.live_bytes += usable;
+    l.allocs += 1;
+    p
+}
+
+/// Unmap a large block with its guards.
+///
+/// # Safety
+/// The block at `addr` with `usable` bytes is ours, dead and out of the table.
+unsafe fn unmap(addr: usize, usable: usize) {
+    let g = guard();
+    // SAFETY: [addr - g, addr + usable + g) is exactly the block's mapping.
+    unsafe { os::release((addr - g) as *mut u8, usable + 2 * g) };
+}
+
+/// Free a large block. Aborts when `p` is not a live large block of ours, or when `size`
+/// (the caller's claim of what it allocated; 0 for none) exceeds the block.
+pub fn free(p: *mut u8, size: usize) {
+    let addr = p as usize;
+    let mut l = LARGE.lock();
+    let Some(i) = l.find(addr) else {
+        drop(l);
+        os::fatal_ptr("invalid free of", addr);
+    };
+    let e = *l.slot(i);
+    if e.state != State::Live {
+        drop(l);
+        os::fatal_ptr("double free of", addr);
+    }
+    if size > e.usable {
+        drop(l);
+        os::fatal_ptr("sized free with a size larger than the block at", addr);
+    }
+    l.live_bytes -= e.usable;
+    l.frees += 1;
+    if e.usable <= CACHE_MAX_BYTES / 4 {
+        // Make room: evict the oldest blocks until this one fits.
+        let mut evicted = [(0usize, 0usize); CACHE_MAX];
+        let mut n_ev = 0;
+        while l.cache_len > 0 && (l.cache_len == CACHE_MAX || l.cache_bytes + e.usable > CACHE_MAX_BYTES)
+        {
+            let old = l.cache[0];
+            let j = l.find(old).unwrap_or_else(|| internal());
+            let usable = l.slot(j).usable;
+            l.cache_remove(0);
+            let j = l.find(old).unwrap_or_else(|| internal());
+            l.remove_at(j);
+            evicted[n_ev] = (old, usable);
+            n_ev += 1;
+        }
+        let i = l.find(addr).unwrap_or_else(|| internal());
+        l.slot(i).state = State::Cached;
+        let n = l.cache_len;
+        l.cache[n] = addr;
+        l.cache_len += 1;
+        l.cache_bytes += e.usable;
+        drop(l);
+        for &(a, u) in &evicted[..n_ev] {
+            // SAFETY: evicted blocks are out of the table and dead.
+            unsafe { unmap(a, u) };
+        }
+        return;
+    }
+    l.remove_at(i);
+    drop(l);
+    // SAFETY: removed from the table; the caller's pointer was the last reference.
+    unsafe { unmap(addr, e.usable) };
+}
+
+/// Usable size of a live large block, or `None` if `p` is not one.
+pub fn usable_size(p: *const u8) -> Option<usize> {
+    let l = LARGE.lock();
+    let i = l.find(p as usize)?;
+    let e = *l.slot(i);
+    (e.state == State::Live).then_some(e.usable)
+}
+
+/// Resize the live large block at `p` to `new_size` bytes without copying when possible.
+/// Returns the block's (possibly new) address, or null when it could not be resized in place
+/// or moved by the kernel (the block is then unchanged and the caller copies). Aborts when
+/// `p` is not a live large block.
+pub fn resize(p: *mut u8, new_size: usize) -> *mut u8 {
+    let addr = p as usize;
+    let Some(new_usable) = os::page_round_up(new_size.max(1)) else {
+        return ptr::null_mut();
+    };
+    if new_usable > isize::MAX as usize / 2 {
+        return ptr::null_mut();
+    }
+    let l = LARGE.lock();
+    let Some(i) = l.find(addr) else {
+        drop(l);
+        os::fatal_ptr("realloc of invalid pointer", addr);
+    };
+    let e = *l.slot(i);
+    if e.state != State::Live {
+        drop(l);
+        os::fatal_ptr("realloc of freed pointer", addr);
+    }
+    if new_usable <= e.usable {
+        // Shrinking: keep the block when it stays at least half used; otherwise let the
+        // caller move it to a smaller home.
+        return if new_usable >= e.usable / 2 {
+            p
+        } else {
+            ptr::null_mut()
+        };
+    }
+    drop(l);
+    // Growing: reserve a new guarded range and move the pages into it.
+    let g = guard();
+    let Some(total) = new_usable.checked_add(2 * g) else {
+        return ptr::null_mut();
+    };
+    let base = os::map(total, false);
+    if base.is_null() {
+        return ptr::null_mut();
+    }
+    let target = (base as usize + g) as *mut u8;
+    // SAFETY: `p`'s usable part is one mapping of ours (its guards are separate VMAs by
+    // protection); the target lies inside the reservation just made.
+    let moved = unsafe { os::remap_to(p, e.usable, new_usable, target) };
+    if !moved {
+        // SAFETY: our own unused reservation.
+        unsafe { os::release(base, total) };
+        return ptr::null_mut();
+    }
+    // SAFETY: the old guards (and the hole the pages left) are ours and dead.
+    unsafe { os::release((addr - g) as *mut u8, e.usable + 2 * g) };
+    let mut l = LARGE.lock();
+    let i = l.find(addr).unwrap_or_else(|| internal());
+    l.remove_at(i);
+    l.live_bytes += new_usable - e.usable;
+    let ok = l.insert(Entry {
+        addr: target as usize,
+        usable: new_usable,
+        state: State::Live,
+    });
+    if !ok {
+        // The table could not grow; the block cannot be tracked. Treat as out of memory:
+        // nothing reasonable can be returned, so this is fatal rather than silent.
+        drop(l);
+        os::fatal("mapalloc: out of memory for large-block metadata");
+    }
+    target
+}
+
+/// Counters: (live bytes, cached bytes, allocations, frees).
+pub fn counters() -> (usize, usize, u64, u64) {
+    let l = LARGE.lock();
+    (l.live_bytes, l.cache_bytes, l.allocs, l.frees)
+}
+
+/// Unmap every cached block. Returns the bytes released.
+pub fn trim() -> usize {
+    let mut freed = [(0usize, 0usize); CACHE_MAX];
+    let mut n = 0;
+    {
+        let mut l = LARGE.lock();
+        while l.cache_len > 0 {
+            let addr = l.cache[0];
+            let j = l.find(addr).unwrap_or_else(|| internal());
+            let usable = l.slot(j).usable;
+            l.cache_remove(0);
+            let j = l.find(addr).unwrap_or_else(|| internal());
+            l.remove_at(j);
+            freed[n] = (addr, usable);
+            n += 1;
+        }
+    }
+    let mut bytes = 0;
+    for &(a, u) in &freed[..n] {
+        // SAFETY: out of the table and dead.
+        unsafe { unmap(a, u) };
+        bytes += u;
+    }
+    bytes
+}
+
+/// Take the large-block lock before `fork`.
+pub fn lock_for_fork() {
+    LARGE.raw_lock();
+}
+
+/// Release the lock taken by [`lock_for_fork`].
+///
+/// # Safety
+/// [`lock_for_fork`] was called by the forking thread.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: taken by lock_for_fork.
+    unsafe { LARGE.raw_unlock() };
+}

@@ -1,0 +1,59 @@
+//! mapalloc: a hardened size-class memory allocator for Linux.
+//!
+//! Use it as the Rust global allocator:
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: mapalloc::MapAlloc = mapalloc::MapAlloc;
+//! ```
+//!
+//! or preload `libmapalloc.so` (the `cdylib/` crate) into any program.
+//!
+//! # Glossary
+//! - **OS page**: the kernel's page (`sysconf(_SC_PAGESIZE)`), the unit of `mmap`/`mprotect`.
+//! - **Block**: what `malloc` returns. Blocks of one *size class* all have the class's size.
+//! - **Page**: a run of memory (64 KiB, 512 KiB or a whole segment) holding blocks of one
+//!   class, with a descriptor in its segment's metadata. Not an OS page.
+//! - **Segment**: a 4 MiB-aligned 4 MiB mapping holding metadata, guards and pages, owned by
+//!   one heap. Its base, and so its metadata, follows from any address inside it.
+//! - **Heap**: a thread's allocator state: per-class queues of pages it owns.
+//! - **Local / remote free**: a free by the block's owning thread (plain list push) or by
+//!   another thread (atomic push on the page's remote-free list, collected by the owner).
+//! - **Large block**: a request above the largest class, mapped on its own between two
+//!   guard pages.
+//! - **Guard**: `PROT_NONE` memory that faults when touched.
+//!
+//! # Layers (each uses only the ones below it)
+//! `global` / `c_api` → `alloc` → `heap` → `segment` / `large` → `os`, with `size_class`,
+//! `sync` and `init` beside them. Only `os` calls `mmap`, `munmap`, `mprotect`, `madvise`
+//! and `mremap`.
+//!
+//! # The rule of every path
+//! No path of the allocator allocates, formats, panics or unwinds: it runs inside `malloc`
+//! of programs that may be in any state. Errors are a null return or a one-line message
+//! written with `write(2)` followed by `abort()`.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod alloc;
+pub mod c_api;
+mod global;
+mod heap;
+mod init;
+mod large;
+mod os;
+mod segment;
+mod size_class;
+mod sync;
+
+pub use global::MapAlloc;
+
+/// Usable size of a live block: at least the size requested, and every byte of it may be
+/// used. Aborts the process for a pointer that is not a live block of mapalloc's.
+///
+/// # Safety
+/// `ptr` is null (gives 0) or a pointer returned by mapalloc and not yet freed.
+pub unsafe fn usable_size(ptr: *const u8) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { alloc::usable_size(ptr) }
+}

@@ -1,0 +1,421 @@
+//! Segments: 4 MiB regions aligned to 4 MiB, carved into pages of one size class each.
+//!
+//! Layout of a segment (OS page size P; offsets from the segment base):
+//!
+//! ```text
+//! [ header + page descriptors | live-block bitmap ][ guard P ][ pages ... ][ guard P ]
+//! 0                                               meta_end   data_start  SEGMENT_SIZE - P
+//! ```
+//!
+//! - **Metadata apart from data.** The header, the page descriptors and the bitmap sit at the
+//!   start of the segment, fenced from the blocks by a `PROT_NONE` guard; an underflow off the
+//!   first page or an overflow off the last faults instead of reaching metadata or the next
+//!   segment.
+//! - **Pointer to metadata from the address alone.** `p & !(SEGMENT_SIZE - 1)` is the segment
+//!   base, but it is only read after the global *segment map* (one bit per 4 MiB of address
+//!   space, a static bitmap covering 48-bit addresses) says that a segment of ours is mapped
+//!   there. A foreign pointer is never dereferenced.
+//! - **The live-block bitmap** has one bit per 16-byte granule of the segment; a bit is set
+//!   exactly while a block *starts* there and is allocated. `free` checks and clears it, so a
+//!   double free, an interior pointer or a pointer into metadata or a guard is caught from
+//!   metadata alone, without a header in front of the block.
+//! - A segment has one *kind*, which fixes its page size: small (64 KiB pages, blocks up to
+//!   8 KiB), medium (512 KiB pages, blocks up to 64 KiB) or big (one page per segment, blocks
+//!   up to 512 KiB). The first data byte is 64 KiB-aligned, so a class whose size is a
+//!   multiple of `A <= 64 KiB` has every block `A`-aligned.
+//! - A segment belongs to one heap (thread); all its pages do too. Other threads only push
+//!   to a page's atomic remote-free list and read the bitmap.
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+
+use crate::heap::Heap;
+use crate::os;
+use crate::size_class::{MAX_MEDIUM_SIZE, MAX_SMALL_SIZE};
+use crate::sync::SpinLock;
+
+pub const SEGMENT_SHIFT: usize = 22;
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
+/// Pages of the small kind: 64 KiB, also the alignment of the first data byte.
+const SLICE_SHIFT: usize = 16;
+const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
+pub const MAX_PAGES: usize = SEGMENT_SIZE >> SLICE_SHIFT;
+/// Bytes of address space covered by one bit of the live-block bitmap.
+const GRANULE_SHIFT: usize = 4;
+const BITMAP_WORDS: usize = SEGMENT_SIZE >> GRANULE_SHIFT >> 6;
+/// Highest user-space address the segment map covers (x86_64 and arm64 with 4-level tables;
+/// Linux never hands out addresses above 2^47 unless a mapping hint asks for them).
+const ADDRESS_BITS: usize = 48;
+const SEGMAP_WORDS: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - 6);
+
+/// Page kinds; the discriminant indexes per-kind arrays.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    Small = 0,
+    Medium = 1,
+    Big = 2,
+}
+
+pub const NUM_KINDS: usize = 3;
+
+impl Kind {
+    pub const fn of_block_size(bs: usize) -> Kind {
+        if bs <= MAX_SMALL_SIZE {
+            Kind::Small
+        } else if bs <= MAX_MEDIUM_SIZE {
+            Kind::Medium
+        } else {
+            Kind::Big
+        }
+    }
+
+    const fn page_shift(self) -> usize {
+        match self {
+            Kind::Small => SLICE_SHIFT,
+            Kind::Medium => 19,
+            Kind::Big => SEGMENT_SHIFT,
+        }
+    }
+}
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+}
+
+/// Values of `Page::full_state` (see `heap` for the protocol).
+pub const NOT_FULL: u8 = 0;
+/// The page is on its heap's full list; a remote free must notify the heap.
+pub const FULL: u8 = 1;
+/// A remote free has pushed the page on its heap's notify stack.
+pub const NOTIFIED: u8 = 2;
+
+/// A page descriptor: the metadata of one page (a run of memory holding blocks of one class).
+/// Fields without atomics are touched only by the owning thread.
+#[repr(C)]
+pub struct Page {
+    /// Local free list (owner only).
+    pub free: *mut Block,
+    /// Blocks handed out and not yet returned to `free` (remote frees still count until the
+    /// owner collects them).
+    pub used: u32,
+    /// Blocks the page can hold.
+    pub capacity: u32,
+    /// Blocks carved so far (the rest of the page has never been touched).
+    pub built: u32,
+    pub block_size: u32,
+    pub class: u8,
+    pub in_use: bool,
+    /// On the heap's full list rather than its class queue (owner only).
+    pub in_full: bool,
+    pub full_state: AtomicU8,
+    /// Address of the first block.
+    pub start: *mut u8,
+    /// Owning heap.
+    pub heap: AtomicPtr<Heap>,
+    /// Blocks freed by other threads, collected by the owner.
+    pub thread_free: AtomicPtr<Block>,
+    /// Link in the owner's notify stack.
+    pub notify_next: AtomicPtr<Page>,
+    /// Links in the heap's class queue or full list, or the segment's free-page stack.
+    pub next: *mut Page,
+    pub prev: *mut Page,
+}
+
+/// The segment header, at the base of every segment.
+#[repr(C)]
+pub struct Segment {
+    pub kind: Kind,
+    page_shift: u8,
+    /// Pages handed to the heap.
+    pub used_pages: u32,
+    first_page: u32,
+    num_pages: u32,
+    /// Offset of the first data byte and of the end guard.
+    data_start: u32,
+    data_end: u32,
+    pub heap: *mut Heap,
+    /// Stack of unused pages (linked through `Page::next`).
+    free_pages: *mut Page,
+    /// Links in the heap's list of segments with unused pages.
+    pub next: *mut Segment,
+    pub prev: *mut Segment,
+    pub in_heap_list: bool,
+    pub pages: [Page; MAX_PAGES],
+}
+
+const BITMAP_OFFSET: usize = (core::mem::size_of::<Segment>() + 63) & !63;
+const META_SIZE: usize = BITMAP_OFFSET + BITMAP_WORDS * 8;
+const _: () = assert!(META_SIZE < SEGMENT_SIZE / 8);
+
+// ---------------------------------------------------------------------------------------------
+// The segment map
+
+/// One bit per 4 MiB of the 48-bit address space: 8 MiB of zero-initialised memory of which
+/// only the few pages covering the addresses in use are ever touched.
+static SEGMAP: [AtomicU64; SEGMAP_WORDS] = [const { AtomicU64::new(0) }; SEGMAP_WORDS];
+
+#[inline(always)]
+fn segmap_index(base: usize) -> (usize, u64) {
+    let idx = base >> SEGMENT_SHIFT;
+    (idx >> 6, 1u64 << (idx & 63))
+}
+
+/// The segment containing `p`, if `p` lies in a segment of ours.
+#[inline(always)]
+pub fn segment_of(p: usize) -> Option<*mut Segment> {
+    if p >> ADDRESS_BITS != 0 {
+        return None;
+    }
+    let base = p & !SEGMENT_MASK;
+    let (w, bit) = segmap_index(base);
+    if SEGMAP[w].load(Ordering::Acquire) & bit != 0 {
+        Some(base as *mut Segment)
+    } else {
+        None
+    }
+}
+
+fn segmap_set(base: usize, on: bool) {
+    let (w, bit) = segmap_index(base);
+    if on {
+        SEGMAP[w].fetch_or(bit, Ordering::Release);
+    } else {
+        SEGMAP[w].fetch_and(!bit, Ordering::Release);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment cache: whole free segments kept mapped for reuse by any heap.
+
+const SEGMENT_CACHE_MAX: usize = 16;
+
+struct SegCache {
+    segs: [*mut Segment; SEGMENT_CACHE_MAX],
+    len: usize,
+}
+
+// SAFETY: cached segments are mapped memory owned by the cache; the lock serialises access.
+unsafe impl Send for SegCache {}
+
+static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
+    segs: [ptr::null_mut(); SEGMENT_CACHE_MAX],
+    len: 0,
+});
+
+/// Take the segment-cache lock before `fork` (see `init`).
+pub fn lock_for_fork() {
+    SEG_CACHE.raw_lock();
+}
+
+/// Release the segment-cache lock after `fork`, in the parent and in the child.
+///
+/// # Safety
+/// [`lock_for_fork`] was called by the forking thread.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: taken by lock_for_fork in this thread (or its pre-fork self).
+    unsafe { SEG_CACHE.raw_unlock() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment lifecycle
+
+fn layout() -> (usize, usize) {
+    let ps = os::page_size();
+    let meta_end = (META_SIZE + ps - 1) & !(ps - 1);
+    let data_start = (meta_end + ps + SLICE_SIZE - 1) & !(SLICE_SIZE - 1);
+    (meta_end, data_start)
+}
+
+/// Map a fresh segment (or take a cached one) for `heap`, set up for pages of `kind`.
+/// Null when out of memory.
+pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
+    let cached = {
+        let mut c = SEG_CACHE.lock();
+        if c.len > 0 {
+            c.len -= 1;
+            c.segs[c.len]
+        } else {
+            ptr::null_mut()
+        }
+    };
+    let seg = if cached.is_null() {
+        let base = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+        if base.is_null() {
+            return ptr::null_mut();
+        }
+        let (meta_end, data_start) = layout();
+        let ps = os::page_size();
+        // SAFETY: the guards lie inside the segment just mapped, in regions that hold no data.
+        let ok = unsafe {
+            os::protect_none(base.add(meta_end), data_start - meta_end)
+                && os::protect_none(base.add(SEGMENT_SIZE - ps), ps)
+        };
+        if !ok {
+            // SAFETY: our own fresh mapping.
+            unsafe { os::release(base, SEGMENT_SIZE) };
+            return ptr::null_mut();
+        }
+        segmap_set(base as usize, true);
+        base as *mut Segment
+    } else {
+        cached
+    };
+    // SAFETY: `seg` is a segment of ours that no heap uses: its header is ours to (re)write.
+    unsafe { init(seg, heap, kind) };
+    seg
+}
+
+/// Set up the header of an unused segment for `kind`.
+///
+/// # Safety
+/// `seg` is a mapped segment with no live blocks and no other user.
+unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
+    let (_, data_start) = layout();
+    let data_end = SEGMENT_SIZE - os::page_size();
+    let shift = kind.page_shift();
+    let num_pages = SEGMENT_SIZE >> shift;
+    let first_page = data_start >> shift;
+    // SAFETY: the caller owns the whole segment; the header lies in its metadata area.
+    let s = unsafe { &mut *seg };
+    s.kind = kind;
+    s.page_shift = shift as u8;
+    s.used_pages = 0;
+    s.first_page = first_page as u32;
+    s.num_pages = num_pages as u32;
+    s.data_start = data_start as u32;
+    s.data_end = data_end as u32;
+    s.heap = heap;
+    s.next = ptr::null_mut();
+    s.prev = ptr::null_mut();
+    s.in_heap_list = false;
+    s.free_pages = ptr::null_mut();
+    // Push pages in reverse so that the lowest address is handed out first.
+    for i in (first_page..num_pages).rev() {
+        let page = &mut s.pages[i];
+        page.in_use = false;
+        page.heap = AtomicPtr::new(heap);
+        page.thread_free = AtomicPtr::new(ptr::null_mut());
+        page.full_state = AtomicU8::new(NOT_FULL);
+        page.notify_next = AtomicPtr::new(ptr::null_mut());
+        page.next = s.free_pages;
+        s.free_pages = page;
+    }
+}
+
+/// Return a segment with no pages in use to the cache, or to the OS when the cache is full.
+///
+/// # Safety
+/// `seg` belongs to the calling heap, has `used_pages == 0`, and is on no heap list.
+pub unsafe fn free(seg: *mut Segment) {
+    {
+        let mut c = SEG_CACHE.lock();
+        if c.len < SEGMENT_CACHE_MAX {
+            let n = c.len;
+            c.segs[n] = seg;
+            c.len += 1;
+            return;
+        }
+    }
+    segmap_set(seg as usize, false);
+    // SAFETY: the caller guarantees the segment is ours and holds nothing live.
+    unsafe { os::release(seg.cast(), SEGMENT_SIZE) };
+}
+
+impl Segment {
+    /// Take an unused page, or null when none is left.
+    pub fn take_page(&mut self) -> *mut Page {
+        let p = self.free_pages;
+        if !p.is_null() {
+            // SAFETY: pages on the free stack are descriptors inside this header.
+            self.free_pages = unsafe { (*p).next };
+            self.used_pages += 1;
+        }
+        p
+    }
+
+    /// Put an unused page back.
+    ///
+    /// # Safety
+    /// `page` is a descriptor of this segment with no live blocks.
+    pub unsafe fn return_page(&mut self, page: *mut Page) {
+        // SAFETY: per the contract, `page` is ours and unused.
+        unsafe {
+            (*page).in_use = false;
+            (*page).next = self.free_pages;
+        }
+        self.free_pages = page;
+        self.used_pages -= 1;
+    }
+
+    pub fn has_free_pages(&self) -> bool {
+        !self.free_pages.is_null()
+    }
+
+    /// Memory bounds (absolute addresses) of page `i`.
+    fn page_bounds(&self, i: usize) -> (usize, usize) {
+        let base = self as *const Segment as usize;
+        let shift = self.page_shift as usize;
+        let lo = (i << shift).max(self.data_start as usize);
+        let hi = ((i + 1) << shift).min(self.data_end as usize);
+        (base + lo, base + hi)
+    }
+
+    /// Index of the page containing the address `p` of this segment.
+    #[inline(always)]
+    pub fn page_index(&self, p: usize) -> usize {
+        (p & SEGMENT_MASK) >> self.page_shift
+    }
+
+    /// The live-block bitmap word and bit for address `p` of this segment.
+    #[inline(always)]
+    pub fn bit(&self, p: usize) -> (&AtomicU64, u64) {
+        let g = (p & SEGMENT_MASK) >> GRANULE_SHIFT;
+        let base = self as *const Segment as usize;
+        // SAFETY: the bitmap lies inside the metadata area of every segment, after the header,
+        // and is only accessed through atomics.
+        let words = unsafe { &*((base + BITMAP_OFFSET) as *const [AtomicU64; BITMAP_WORDS]) };
+        (&words[g >> 6], 1u64 << (g & 63))
+    }
+}
+
+/// Set up an unused page of `seg` for blocks of `block_size` bytes of class `class`.
+///
+/// # Safety
+/// `page` was just taken from `seg` by its owner.
+pub unsafe fn init_page(seg: &Segment, page: *mut Page, class: usize, block_size: usize) {
+    let idx = (page as usize - seg.pages.as_ptr() as usize) / core::mem::size_of::<Page>();
+    let (lo, hi) = seg.page_bounds(idx);
+    // SAFETY: the caller owns the unused page.
+    let p = unsafe { &mut *page };
+    p.free = ptr::null_mut();
+    p.used = 0;
+    p.capacity = ((hi - lo) / block_size) as u32;
+    p.built = 0;
+    p.block_size = block_size as u32;
+    p.class = class as u8;
+    p.in_use = true;
+    p.in_full = false;
+    p.start = lo as *mut u8;
+    p.next = ptr::null_mut();
+    p.prev = ptr::null_mut();
+    p.heap.store(seg.heap, Ordering::Relaxed);
+    p.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+    p.full_state.store(NOT_FULL, Ordering::Relaxed);
+    debug_assert!(p.capacity > 0);
+}
+
+/// The segment a page descriptor lives in.
+#[inline(always)]
+pub fn segment_of_page(page: *const Page) -> *mut Segment {
+    (page as usize & !SEGMENT_MASK) as *mut Segment
+}
+
+/// Whether `p` (inside `page`) is at a block boundary of the page's current class.
+pub fn is_block_start(page: &Page, p: usize) -> bool {
+    let start = page.start as usize;
+    page.in_use && p >= start && (p - start) % page.block_size as usize == 0
+}
