@@ -1,1 +1,368 @@
-//! C semantics (filled in with the C shim).
+//! C semantics: the behaviour of `malloc`, `free`, `calloc`, `realloc` & co. as glibc programs
+//! expect it, under prefixed, testable names. The `cdylib/` crate exports the standard symbols
+//! as one-line forwards into these functions; nothing here is exported by itself, so a Rust
+//! program that links mapalloc as its global allocator does not replace the process's malloc.
+//!
+//! The rules (see `include/mapalloc.h`):
+//! - every result is 16-byte aligned; `malloc(0)` returns a unique block that can be freed;
+//! - every null return sets `errno` to `ENOMEM`, or `EINVAL` for a bad alignment;
+//!   `posix_memalign` returns the code instead and leaves `*memptr` untouched;
+//! - `free` never changes `errno`; `free(NULL)` does nothing;
+//! - `calloc` and `reallocarray` check the multiplication for overflow;
+//! - `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees `p` and returns null (as glibc);
+//!   a failed `realloc` leaves the old block intact;
+//! - `aligned_alloc` and `memalign` need a power-of-two alignment (else `EINVAL`);
+//!   `posix_memalign` also a multiple of `sizeof(void *)`; `valloc` and `pvalloc`
+//!   page-align, `pvalloc` rounds the size up to whole pages (`pvalloc(0)` is one page);
+//! - `malloc_usable_size(NULL)` is 0, and every byte it reports may be used;
+//! - heap misuse (double free, invalid pointer) aborts with one line on stderr.
+
+use core::ffi::c_void;
+
+use crate::{alloc, heap, large, os, segment, size_class};
+
+#[inline]
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+#[inline]
+fn enomem_if_null(p: *mut u8) -> *mut c_void {
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p.cast()
+}
+
+/// `malloc`.
+#[inline]
+pub fn malloc(size: usize) -> *mut c_void {
+    enomem_if_null(alloc::malloc(size))
+}
+
+/// `calloc`.
+#[inline]
+pub fn calloc(n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => enomem_if_null(alloc::malloc_zeroed(total, size_class::MIN_ALIGN)),
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// `free`.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator (anything else aborts when detected).
+#[inline]
+pub unsafe fn free(p: *mut c_void) {
+    // SAFETY: forwarded contract. The OS layer preserves errno across its syscalls.
+    unsafe { alloc::free(p.cast(), 0) }
+}
+
+/// `free_sized` (C23): `size` must not exceed the block's size.
+///
+/// # Safety
+/// As [`free`], and `size` is the size the block was allocated with.
+#[inline]
+pub unsafe fn free_sized(p: *mut c_void, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { alloc::free(p.cast(), size) }
+}
+
+/// `free_aligned_sized` (C23).
+///
+/// # Safety
+/// As [`free_sized`], and `align` is the alignment the block was allocated with.
+#[inline]
+pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
+    if !p.is_null() && align.is_power_of_two() && (p as usize) % align != 0 {
+        os::fatal_ptr(
+            "free_aligned_sized of a block without that alignment:",
+            p as usize,
+        );
+    }
+    // SAFETY: forwarded contract.
+    unsafe { alloc::free(p.cast(), size) }
+}
+
+/// `realloc`.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+pub unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // glibc frees the block and returns NULL (without touching errno).
+        // SAFETY: forwarded contract.
+        unsafe { free(p) };
+        return core::ptr::null_mut();
+    }
+    // SAFETY: forwarded contract.
+    enomem_if_null(unsafe { alloc::realloc(p.cast(), size, size_class::MIN_ALIGN) })
+}
+
+/// `reallocarray`.
+///
+/// # Safety
+/// As [`realloc`].
+pub unsafe fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: forwarded contract.
+        Some(total) => unsafe { realloc(p, total) },
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// `posix_memalign`: returns 0, `EINVAL` or `ENOMEM`; `*memptr` is written only on success.
+///
+/// # Safety
+/// `memptr` is valid for a pointer-sized write.
+pub unsafe fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    let p = alloc::malloc_aligned(size, align);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller guarantees `memptr` is writable.
+    unsafe { *memptr = p.cast() };
+    0
+}
+
+/// `aligned_alloc`: `align` must be a power of two.
+pub fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return core::ptr::null_mut();
+    }
+    enomem_if_null(alloc::malloc_aligned(size, align))
+}
+
+/// `memalign`: as [`aligned_alloc`].
+pub fn memalign(align: usize, size: usize) -> *mut c_void {
+    aligned_alloc(align, size)
+}
+
+/// `valloc`: page-aligned.
+pub fn valloc(size: usize) -> *mut c_void {
+    enomem_if_null(alloc::malloc_aligned(size, os::page_size()))
+}
+
+/// `pvalloc`: page-aligned, size rounded up to whole pages (at least one).
+pub fn pvalloc(size: usize) -> *mut c_void {
+    let Some(rounded) = os::page_round_up(size.max(1)) else {
+        set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
+    enomem_if_null(alloc::malloc_aligned(rounded, os::page_size()))
+}
+
+/// `malloc_usable_size`: 0 for null; aborts for a pointer that is not a live block.
+///
+/// # Safety
+/// `p` is null or a live block from this allocator.
+pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { alloc::usable_size(p as *const u8) }
+}
+
+/// `malloc_trim`: give cached memory back to the OS now. Returns 1 if anything was released.
+pub fn malloc_trim(_pad: usize) -> i32 {
+    let released = large::trim() + segment::trim_cache();
+    (released > 0) as i32
+}
+
+/// A snapshot of the allocator's counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    /// Size-class allocations and frees (remote frees count once their owner collects them).
+    pub small_allocs: u64,
+    pub small_frees: u64,
+    /// Bytes of size-class blocks allocated and not yet freed.
+    pub small_live_bytes: u64,
+    pub large_allocs: u64,
+    pub large_frees: u64,
+    pub large_live_bytes: u64,
+    pub large_cached_bytes: u64,
+    /// Bytes of segments mapped (in use or cached).
+    pub segment_bytes: u64,
+    pub heaps_live: u64,
+    pub heaps_abandoned: u64,
+    pub mmap: u64,
+    pub munmap: u64,
+    pub mprotect: u64,
+    pub madvise: u64,
+    pub mremap: u64,
+}
+
+/// Gather the counters. Never allocates.
+pub fn summary() -> Summary {
+    let mut s = Summary::default();
+    heap::for_each_heap(|h| {
+        for c in 0..size_class::NUM_CLASSES {
+            let a = h.allocs[c].load(core::sync::atomic::Ordering::Relaxed);
+            let f = h.frees[c].load(core::sync::atomic::Ordering::Relaxed);
+            s.small_allocs += a;
+            s.small_frees += f;
+            s.small_live_bytes += a.saturating_sub(f) * size_class::class_size(c) as u64;
+        }
+    });
+    let (live, cached, la, lf) = large::counters();
+    s.large_live_bytes = live as u64;
+    s.large_cached_bytes = cached as u64;
+    s.large_allocs = la;
+    s.large_frees = lf;
+    s.segment_bytes = segment::mapped_segments() as u64 * segment::SEGMENT_SIZE as u64;
+    let (hl, ha) = heap::heap_counts();
+    s.heaps_live = hl as u64;
+    s.heaps_abandoned = ha as u64;
+    use core::sync::atomic::Ordering::Relaxed;
+    s.mmap = os::SYSCALLS.mmap.load(Relaxed) as u64;
+    s.munmap = os::SYSCALLS.munmap.load(Relaxed) as u64;
+    s.mprotect = os::SYSCALLS.mprotect.load(Relaxed) as u64;
+    s.madvise = os::SYSCALLS.madvise.load(Relaxed) as u64;
+    s.mremap = os::SYSCALLS.mremap.load(Relaxed) as u64;
+    s
+}
+
+/// Print a short summary to stderr (`malloc_stats`, `mapalloc_stats_print`, and the exit
+/// report of `MAPALLOC_STATS=1`). Never allocates.
+pub fn stats_print() {
+    let s = summary();
+    let mut l = os::Line::new();
+    l.str("mapalloc: ")
+        .dec(s.small_allocs + s.large_allocs)
+        .str(" allocations, ")
+        .dec(s.small_frees + s.large_frees)
+        .str(" frees; live ")
+        .dec(s.small_live_bytes + s.large_live_bytes)
+        .str(" bytes\n")
+        .write();
+    let mut l = os::Line::new();
+    l.str("mapalloc: size classes ")
+        .dec(s.small_allocs)
+        .str(" allocs / ")
+        .dec(s.small_frees)
+        .str(" frees in ")
+        .dec(s.segment_bytes >> 20)
+        .str(" MiB of segments; large blocks ")
+        .dec(s.large_allocs)
+        .str(" allocs / ")
+        .dec(s.large_frees)
+        .str(" frees, ")
+        .dec(s.large_cached_bytes >> 10)
+        .str(" KiB cached\n")
+        .write();
+    let mut l = os::Line::new();
+    l.str("mapalloc: heaps ")
+        .dec(s.heaps_live)
+        .str(" live, ")
+        .dec(s.heaps_abandoned)
+        .str(" abandoned; syscalls mmap ")
+        .dec(s.mmap)
+        .str(" munmap ")
+        .dec(s.munmap)
+        .str(" mprotect ")
+        .dec(s.mprotect)
+        .str(" madvise ")
+        .dec(s.madvise)
+        .str(" mremap ")
+        .dec(s.mremap)
+        .str("\n")
+        .write();
+}
+
+/// glibc's `struct mallinfo2`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mallinfo2 {
+    pub arena: usize,
+    pub ordblks: usize,
+    pub smblks: usize,
+    pub hblks: usize,
+    pub hblkhd: usize,
+    pub usmblks: usize,
+    pub fsmblks: usize,
+    pub uordblks: usize,
+    pub fordblks: usize,
+    pub keepcost: usize,
+}
+
+/// glibc's `struct mallinfo` (`int` fields).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mallinfo {
+    pub arena: i32,
+    pub ordblks: i32,
+    pub smblks: i32,
+    pub hblks: i32,
+    pub hblkhd: i32,
+    pub usmblks: i32,
+    pub fsmblks: i32,
+    pub uordblks: i32,
+    pub fordblks: i32,
+    pub keepcost: i32,
+}
+
+/// `mallinfo2`: `arena` is the bytes of segments mapped, `hblks`/`hblkhd` the live large
+/// blocks' count and bytes, `uordblks` the bytes allocated in size classes plus large blocks,
+/// `fordblks` the rest of the segments, `keepcost` the cached large bytes.
+pub fn mallinfo2() -> Mallinfo2 {
+    let s = summary();
+    let in_use = s.small_live_bytes + s.large_live_bytes;
+    Mallinfo2 {
+        arena: s.segment_bytes as usize,
+        ordblks: 0,
+        smblks: 0,
+        hblks: s.large_allocs.saturating_sub(s.large_frees) as usize,
+        hblkhd: s.large_live_bytes as usize,
+        usmblks: 0,
+        fsmblks: 0,
+        uordblks: in_use as usize,
+        fordblks: s.segment_bytes.saturating_sub(s.small_live_bytes) as usize,
+        keepcost: s.large_cached_bytes as usize,
+    }
+}
+
+/// `mallinfo`: as [`mallinfo2`], each field clamped to `int`.
+pub fn mallinfo() -> Mallinfo {
+    let m = mallinfo2();
+    let c = |v: usize| v.min(i32::MAX as usize) as i32;
+    Mallinfo {
+        arena: c(m.arena),
+        ordblks: c(m.ordblks),
+        smblks: c(m.smblks),
+        hblks: c(m.hblks),
+        hblkhd: c(m.hblkhd),
+        usmblks: c(m.usmblks),
+        fsmblks: c(m.fsmblks),
+        uordblks: c(m.uordblks),
+        fordblks: c(m.fordblks),
+        keepcost: c(m.keepcost),
+    }
+}
+
+/// Print the summary at exit when `MAPALLOC_STATS` is set to a non-empty value other than
+/// `0`. Reads the environment with `getenv`, which does not allocate.
+pub fn exit_report() {
+    // SAFETY: a NUL-terminated literal.
+    let v = unsafe { libc::getenv(c"MAPALLOC_STATS".as_ptr()) };
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: getenv returns a NUL-terminated string.
+    let first = unsafe { *v };
+    if first != 0 && first != b'0' as libc::c_char {
+        stats_print();
+    }
+}

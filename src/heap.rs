@@ -350,7 +350,10 @@ unsafe fn collect(page: *mut Page) {
         while !b.is_null() {
             count += 1;
             if count > p.used {
-                os::fatal_ptr("heap corruption: remote free list too long in page at", p.start as usize);
+                os::fatal_ptr(
+                    "heap corruption: remote free list too long in page at",
+                    p.start as usize,
+                );
             }
             let (w, bit) = seg.bit(b as usize);
             let v = w.load(Ordering::Relaxed);
@@ -461,7 +464,10 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
         }
         let page = s.pages.as_ptr().add(s.page_index(p as usize)) as *mut Page;
         if size > (*page).block_size as usize {
-            os::fatal_ptr("sized free with a size larger than the block at", p as usize);
+            os::fatal_ptr(
+                "sized free with a size larger than the block at",
+                p as usize,
+            );
         }
         let b = p as *mut Block;
         let h = tls_heap();
@@ -574,8 +580,7 @@ unsafe fn remote_free(page: *mut Page, b: *mut Block) {
             let mut top = stack.load(Ordering::Relaxed);
             loop {
                 (*page).notify_next.store(top, Ordering::Relaxed);
-                match stack.compare_exchange_weak(top, page, Ordering::Release, Ordering::Relaxed)
-                {
+                match stack.compare_exchange_weak(top, page, Ordering::Release, Ordering::Relaxed) {
                     Ok(_) => break,
                     Err(cur) => top = cur,
                 }

@@ -316,7 +316,8 @@ pub fn free(p: *mut u8, size: usize) {
         // Make room: evict the oldest blocks until this one fits.
         let mut evicted = [(0usize, 0usize); CACHE_MAX];
         let mut n_ev = 0;
-        while l.cache_len > 0 && (l.cache_len == CACHE_MAX || l.cache_bytes + e.usable > CACHE_MAX_BYTES)
+        while l.cache_len > 0
+            && (l.cache_len == CACHE_MAX || l.cache_bytes + e.usable > CACHE_MAX_BYTES)
         {
             let old = l.cache[0];
             let j = l.find(old).unwrap_or_else(|| internal());

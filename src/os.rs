@@ -67,8 +67,14 @@ pub fn page_round_up(n: usize) -> Option<usize> {
 
 #[inline]
 fn check_range(addr: *mut u8, len: usize) {
-    debug_assert!(len != 0 && len % page_size() == 0, "os: length not page-granular");
-    debug_assert!(addr as usize % page_size() == 0, "os: address not page-aligned");
+    debug_assert!(
+        len != 0 && len % page_size() == 0,
+        "os: length not page-granular"
+    );
+    debug_assert!(
+        addr as usize % page_size() == 0,
+        "os: address not page-aligned"
+    );
 }
 
 #[inline]
@@ -88,7 +94,10 @@ fn set_errno(v: i32) {
 ///
 /// The caller's `errno` is preserved on success: `malloc` may set `errno` only on failure.
 pub fn map(len: usize, rw: bool) -> *mut u8 {
-    debug_assert!(len != 0 && len % page_size() == 0, "os: length not page-granular");
+    debug_assert!(
+        len != 0 && len % page_size() == 0,
+        "os: length not page-granular"
+    );
     let prot = if rw {
         libc::PROT_READ | libc::PROT_WRITE
     } else {
@@ -418,7 +427,12 @@ fn fatal_errno(msg: &str, e: i32) -> ! {
 #[cold]
 pub fn fatal_ptr(what: &str, p: usize) -> ! {
     let mut l = Line::new();
-    l.str("mapalloc: ").str(what).str(" ").hex(p).str("\n").write();
+    l.str("mapalloc: ")
+        .str(what)
+        .str(" ")
+        .hex(p)
+        .str("\n")
+        .write();
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
 }

@@ -27,7 +27,7 @@
 //!   to a page's atomic remote-free list and read the bitmap.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::heap::Heap;
 use crate::os;
@@ -206,6 +206,38 @@ static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
     len: 0,
 });
 
+/// Segments currently mapped (in use or cached).
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn mapped_segments() -> usize {
+    MAPPED.load(Ordering::Relaxed)
+}
+
+/// Unmap every cached segment; returns the bytes released.
+pub fn trim_cache() -> usize {
+    let mut n = 0;
+    loop {
+        let seg = {
+            let mut c = SEG_CACHE.lock();
+            if c.len == 0 {
+                break;
+            }
+            c.len -= 1;
+            c.segs[c.len]
+        };
+        release(seg);
+        n += SEGMENT_SIZE;
+    }
+    n
+}
+
+fn release(seg: *mut Segment) {
+    segmap_set(seg as usize, false);
+    MAPPED.fetch_sub(1, Ordering::Relaxed);
+    // SAFETY: callers pass a segment of ours with nothing live, on no list, known to no heap.
+    unsafe { os::release(seg.cast(), SEGMENT_SIZE) };
+}
+
 /// Take the segment-cache lock before `fork` (see `init`).
 pub fn lock_for_fork() {
     SEG_CACHE.raw_lock();
@@ -260,6 +292,7 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
             return ptr::null_mut();
         }
         segmap_set(base as usize, true);
+        MAPPED.fetch_add(1, Ordering::Relaxed);
         base as *mut Segment
     } else {
         cached
@@ -320,9 +353,7 @@ pub unsafe fn free(seg: *mut Segment) {
             return;
         }
     }
-    segmap_set(seg as usize, false);
-    // SAFETY: the caller guarantees the segment is ours and holds nothing live.
-    unsafe { os::release(seg.cast(), SEGMENT_SIZE) };
+    release(seg);
 }
 
 impl Segment {

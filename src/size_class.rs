@@ -119,7 +119,10 @@ mod tests {
             let c = class_of(size);
             let s = class_size(c);
             assert!(s >= size, "class {c} ({s}) too small for {size}");
-            assert!(c == 0 || class_size(c - 1) < size, "{size} not in smallest class");
+            assert!(
+                c == 0 || class_size(c - 1) < size,
+                "{size} not in smallest class"
+            );
             assert!(c >= prev_class, "class_of not monotonic at {size}");
             assert_eq!(s % MIN_ALIGN, 0);
             if size > 128 {
