@@ -1,0 +1,92 @@
+/*
+ * mapalloc.h - the C API of mapalloc, a hardened size-class allocator for Linux.
+ *
+ * Two ways to use it:
+ *  - Preload: LD_PRELOAD=/path/to/libmapalloc.so program
+ *    replaces malloc, free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc,
+ *    memalign, valloc, pvalloc, malloc_usable_size, free_sized, free_aligned_sized,
+ *    malloc_trim, mallinfo, mallinfo2, malloc_stats (and glibc's __libc_* names).
+ *  - Link: include this header and call the mapalloc_* functions, linking libmapalloc.a
+ *    (add -lpthread -ldl -lm) or libmapalloc.so.
+ *
+ * Semantics are glibc's: results are 16-byte aligned; malloc(0) returns a unique pointer;
+ * a NULL return sets errno to ENOMEM (EINVAL for a bad alignment); free never changes errno.
+ * Heap misuse (double free, freeing a pointer mapalloc did not return) prints one line such
+ * as "mapalloc: double free of 0x7f..." on stderr and aborts.
+ */
+#ifndef MAPALLOC_H
+#define MAPALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MAPALLOC_MALLOC __attribute__((malloc, warn_unused_result))
+#define MAPALLOC_SIZE(n) __attribute__((alloc_size(n)))
+#define MAPALLOC_SIZE2(n, m) __attribute__((alloc_size(n, m)))
+#define MAPALLOC_ALIGN(n) __attribute__((alloc_align(n)))
+#else
+#define MAPALLOC_MALLOC
+#define MAPALLOC_SIZE(n)
+#define MAPALLOC_SIZE2(n, m)
+#define MAPALLOC_ALIGN(n)
+#endif
+
+/* Allocate size bytes (16-byte aligned). NULL and errno = ENOMEM on failure. */
+void *mapalloc_malloc(size_t size) MAPALLOC_MALLOC MAPALLOC_SIZE(1);
+
+/* Free a block from any mapalloc_* allocation function; NULL is a no-op; errno is kept. */
+void mapalloc_free(void *ptr);
+
+/* Allocate n * size zeroed bytes; NULL and ENOMEM when the product overflows. */
+void *mapalloc_calloc(size_t n, size_t size) MAPALLOC_MALLOC MAPALLOC_SIZE2(1, 2);
+
+/* Resize a block, keeping its contents. realloc(NULL, n) is malloc(n); realloc(p, 0) frees p
+ * and returns NULL. On failure returns NULL with ENOMEM and leaves the block intact. */
+void *mapalloc_realloc(void *ptr, size_t size) MAPALLOC_SIZE(2);
+
+/* realloc(ptr, n * size) with an overflow check (NULL and ENOMEM, block intact). */
+void *mapalloc_reallocarray(void *ptr, size_t n, size_t size) MAPALLOC_SIZE2(2, 3);
+
+/* Allocate with an alignment that is a power of two and a multiple of sizeof(void *).
+ * Returns 0, EINVAL or ENOMEM; *memptr is written only on success. */
+int mapalloc_posix_memalign(void **memptr, size_t alignment, size_t size);
+
+/* Allocate with a power-of-two alignment; NULL with EINVAL for other alignments. */
+void *mapalloc_aligned_alloc(size_t alignment, size_t size)
+    MAPALLOC_MALLOC MAPALLOC_ALIGN(1) MAPALLOC_SIZE(2);
+
+/* As mapalloc_aligned_alloc (obsolete interface). */
+void *mapalloc_memalign(size_t alignment, size_t size)
+    MAPALLOC_MALLOC MAPALLOC_ALIGN(1) MAPALLOC_SIZE(2);
+
+/* Allocate size bytes aligned to the OS page size. */
+void *mapalloc_valloc(size_t size) MAPALLOC_MALLOC MAPALLOC_SIZE(1);
+
+/* Allocate size rounded up to whole OS pages (at least one), page-aligned. */
+void *mapalloc_pvalloc(size_t size) MAPALLOC_MALLOC;
+
+/* Bytes usable in a live block (>= the size requested); 0 for NULL. */
+size_t mapalloc_malloc_usable_size(void *ptr);
+
+/* Free a block allocated with size bytes (C23 free_sized). A size larger than the block
+ * aborts as heap misuse. */
+void mapalloc_free_sized(void *ptr, size_t size);
+
+/* Free a block allocated with this alignment and size (C23 free_aligned_sized). */
+void mapalloc_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* Give cached free memory back to the OS now; returns 1 if anything was released. */
+int mapalloc_malloc_trim(size_t pad);
+
+/* Print a short summary of the allocator's counters to stderr. */
+void mapalloc_stats_print(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAPALLOC_H */
