@@ -84,9 +84,15 @@ fn hash(addr: usize, cap: usize) -> usize {
 }
 
 impl Large {
-    fn slot(&self, i: usize) -> &mut Entry {
+    fn get(&self, i: usize) -> Entry {
         debug_assert!(i < self.cap);
         // SAFETY: `i < cap` and the table has `cap` entries; the lock gives exclusive access.
+        unsafe { *self.table.add(i) }
+    }
+
+    fn slot(&mut self, i: usize) -> &mut Entry {
+        debug_assert!(i < self.cap);
+        // SAFETY: as in `get`.
         unsafe { &mut *self.table.add(i) }
     }
 
@@ -96,7 +102,7 @@ impl Large {
         }
         let mut i = hash(addr, self.cap);
         loop {
-            let e = self.slot(i);
+            let e = self.get(i);
             if e.state == State::Empty {
                 return None;
             }
@@ -113,7 +119,7 @@ impl Large {
             return false;
         }
         let mut i = hash(e.addr, self.cap);
-        while self.slot(i).state != State::Empty {
+        while self.get(i).state != State::Empty {
             i = (i + 1) & (self.cap - 1);
         }
         *self.slot(i) = e;
@@ -145,7 +151,7 @@ impl Large {
             let e = unsafe { *old.add(i) };
             if e.state != State::Empty {
                 let mut j = hash(e.addr, self.cap);
-                while self.slot(j).state != State::Empty {
+                while self.get(j).state != State::Empty {
                     j = (j + 1) & (self.cap - 1);
                 }
                 *self.slot(j) = e;
@@ -167,7 +173,7 @@ impl Large {
         let mut j = i;
         loop {
             j = (j + 1) & mask;
-            let e = *self.slot(j);
+            let e = self.get(j);
             if e.state == State::Empty {
                 break;
             }
@@ -192,7 +198,7 @@ impl Large {
         self.cache.copy_within(k + 1..self.cache_len, k);
         self.cache_len -= 1;
         let i = self.find(addr).unwrap_or_else(|| internal());
-        self.cache_bytes -= self.slot(i).usable;
+        self.cache_bytes -= self.get(i).usable;
     }
 }
 
@@ -237,7 +243,7 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
         let mut best_k = 0;
         for k in 0..l.cache_len {
             let addr = l.cache[k];
-            let e = *l.slot(l.find(addr).unwrap_or_else(|| internal()));
+            let e = l.get(l.find(addr).unwrap_or_else(|| internal()));
             if e.usable >= usable
                 && e.usable - usable <= usable / 2
                 && addr % align == 0
@@ -301,7 +307,7 @@ pub fn free(p: *mut u8, size: usize) {
         drop(l);
         os::fatal_ptr("invalid free of", addr);
     };
-    let e = *l.slot(i);
+    let e = l.get(i);
     if e.state != State::Live {
         drop(l);
         os::fatal_ptr("double free of", addr);
@@ -321,7 +327,7 @@ pub fn free(p: *mut u8, size: usize) {
         {
             let old = l.cache[0];
             let j = l.find(old).unwrap_or_else(|| internal());
-            let usable = l.slot(j).usable;
+            let usable = l.get(j).usable;
             l.cache_remove(0);
             let j = l.find(old).unwrap_or_else(|| internal());
             l.remove_at(j);
@@ -351,7 +357,7 @@ pub fn free(p: *mut u8, size: usize) {
 pub fn usable_size(p: *const u8) -> Option<usize> {
     let l = LARGE.lock();
     let i = l.find(p as usize)?;
-    let e = *l.slot(i);
+    let e = l.get(i);
     (e.state == State::Live).then_some(e.usable)
 }
 
@@ -372,7 +378,7 @@ pub fn resize(p: *mut u8, new_size: usize) -> *mut u8 {
         drop(l);
         os::fatal_ptr("realloc of invalid pointer", addr);
     };
-    let e = *l.slot(i);
+    let e = l.get(i);
     if e.state != State::Live {
         drop(l);
         os::fatal_ptr("realloc of freed pointer", addr);
@@ -440,7 +446,7 @@ pub fn trim() -> usize {
         while l.cache_len > 0 {
             let addr = l.cache[0];
             let j = l.find(addr).unwrap_or_else(|| internal());
-            let usable = l.slot(j).usable;
+            let usable = l.get(j).usable;
             l.cache_remove(0);
             let j = l.find(addr).unwrap_or_else(|| internal());
             l.remove_at(j);

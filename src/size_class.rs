@@ -75,7 +75,7 @@ const _: () = {
 pub const fn class_of(size: usize) -> usize {
     if size <= 128 {
         // 0..=16 -> 0, 17..=32 -> 1, ...
-        (size + 15) / 16 - (size != 0) as usize
+        size.div_ceil(16) - (size != 0) as usize
     } else {
         let s = size - 1;
         let e = (usize::BITS - 1 - s.leading_zeros()) as usize; // >= 7

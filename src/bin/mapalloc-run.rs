@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, OsString};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
@@ -61,13 +61,19 @@ fn main() -> ExitCode {
         Ok(st) => match (st.code(), st.signal()) {
             (Some(c), _) => ExitCode::from(c as u8),
             (None, Some(sig)) => {
-                eprintln!("mapalloc-run: {} killed by signal {sig}", program.to_string_lossy());
+                eprintln!(
+                    "mapalloc-run: {} killed by signal {sig}",
+                    program.to_string_lossy()
+                );
                 ExitCode::from(128 + sig as u8)
             }
             _ => ExitCode::FAILURE,
         },
         Err(e) => {
-            eprintln!("mapalloc-run: cannot run {}: {e}", program.to_string_lossy());
+            eprintln!(
+                "mapalloc-run: cannot run {}: {e}",
+                program.to_string_lossy()
+            );
             ExitCode::from(127)
         }
     }
@@ -77,7 +83,13 @@ fn main() -> ExitCode {
 fn build_library() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
-        .args(["build", "--release", "-p", "mapalloc-cdylib", "--message-format=json"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "mapalloc-cdylib",
+            "--message-format=json",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit())
         .output()
@@ -97,6 +109,7 @@ fn build_library() -> Result<PathBuf, String> {
 
 /// Which shared object serves `malloc` in this process.
 fn malloc_provider() -> String {
+    // SAFETY: Dl_info is plain data (pointers and integers); all-zero is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the address and fills `info`.
     let ok = unsafe { libc::dladdr(libc::malloc as *const libc::c_void, &mut info) };
@@ -115,7 +128,9 @@ fn malloc_provider() -> String {
 fn demo() {
     let start = Instant::now();
     println!("mapalloc demo: malloc is served by {}", malloc_provider());
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(1024);
     let mut workers = Vec::new();
     for t in 0..threads {
@@ -151,7 +166,10 @@ fn demo() {
     let consumer = std::thread::spawn(move || {
         let (mut blocks, mut bytes) = (0u64, 0u64);
         for b in rx {
-            assert!(b.iter().all(|&x| x == (b.len() % 251) as u8), "block corrupted");
+            assert!(
+                b.iter().all(|&x| x == (b.len() % 251) as u8),
+                "block corrupted"
+            );
             blocks += 1;
             bytes += b.len() as u64;
         }
