@@ -25,7 +25,6 @@
 //! destructors run after ours) frees everything as a remote free and allocates from a shared
 //! backup heap under a lock.
 
-use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -33,6 +32,7 @@ use crate::os;
 use crate::segment::{self, Block, FULL, Kind, NOT_FULL, NOTIFIED, NUM_KINDS, Page, Segment};
 use crate::size_class::{NUM_CLASSES, class_size};
 use crate::sync::SpinLock;
+use crate::tls;
 
 #[derive(Clone, Copy)]
 struct PageQueue {
@@ -58,20 +58,12 @@ pub struct Heap {
     next_abandoned: *mut Heap,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Thread-local heap pointer
-
-thread_local! {
-    // `const`-initialised, no `Drop`: no lazy-init check, no destructor registration.
-    static HEAP: Cell<*mut Heap> = const { Cell::new(ptr::null_mut()) };
-}
-
 /// Marks a thread whose exit hook has run.
 const DONE: *mut Heap = ptr::without_provenance_mut(1);
 
 #[inline(always)]
 fn tls_heap() -> *mut Heap {
-    HEAP.with(|h| h.get())
+    tls::get()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,7 +150,7 @@ pub fn heap_counts() -> (usize, usize) {
 /// The thread-exit hook (a `pthread_key_create` destructor).
 pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
     let h = arg as *mut Heap;
-    HEAP.with(|c| c.set(DONE));
+    tls::set(DONE);
     if h.is_null() || h == DONE {
         return;
     }
@@ -234,7 +226,7 @@ fn new_thread_heap() -> *mut Heap {
     if h.is_null() {
         return h;
     }
-    HEAP.with(|c| c.set(h));
+    tls::set(h);
     // After the TLS slot is set: pthread_setspecific may itself call malloc (keys >= 32),
     // which then finds the heap ready.
     crate::init::register_thread(h.cast());

@@ -45,6 +45,7 @@ mod os;
 mod segment;
 mod size_class;
 mod sync;
+mod tls;
 
 pub use global::MapAlloc;
 
