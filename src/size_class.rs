@@ -139,12 +139,20 @@ mod tests {
     fn aligned_classes() {
         let mut align = 16;
         while align <= MAX_MEDIUM_SIZE {
-            for size in [1, align - 1, align, align + 1, 3 * align, 100_000] {
+            for size in [
+                1,
+                align - 1,
+                align,
+                align + 1,
+                3 * align,
+                100_000,
+                MAX_CLASS_SIZE + 1,
+            ] {
                 if let Some(c) = class_for_aligned(size, align) {
                     assert!(class_size(c) >= size);
                     assert_eq!(class_size(c) % align, 0);
                 } else {
-                    assert!(size.max(align) > MAX_CLASS_SIZE / 2);
+                    assert!(size > MAX_CLASS_SIZE, "no class for {size} at {align}");
                 }
             }
             align *= 2;
