@@ -92,6 +92,11 @@ fn set_errno(v: i32) {
 /// Map `len` bytes, readable and writable when `rw`, else `PROT_NONE` (a reservation).
 /// Null when the kernel has no memory (or no mapping slot) left.
 ///
+/// No `MAP_NORESERVE`: writable memory is charged against the kernel's overcommit policy when
+/// it is mapped or made writable (`mprotect`), so an absurd request such as 64 TiB fails with
+/// `ENOMEM` as it does under glibc instead of succeeding and faulting later. A `PROT_NONE`
+/// reservation is not charged until it is opened.
+///
 /// The caller's `errno` is preserved on success: `malloc` may set `errno` only on failure.
 pub fn map(len: usize, rw: bool) -> *mut u8 {
     debug_assert!(
@@ -111,7 +116,7 @@ pub fn map(len: usize, rw: bool) -> *mut u8 {
             ptr::null_mut(),
             len,
             prot,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
         )
