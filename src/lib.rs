@@ -44,10 +44,18 @@ mod large;
 mod os;
 mod segment;
 mod size_class;
+mod stats;
 mod sync;
 mod tls;
 
 pub use global::MapAlloc;
+pub use stats::Stats;
+
+/// A snapshot of mapalloc's counters (allocations, live bytes, mapped memory, syscalls).
+/// Never allocates.
+pub fn stats() -> Stats {
+    stats::summary()
+}
 
 /// Usable size of a live block: at least the size requested, and every byte of it may be
 /// used. Aborts the process for a pointer that is not a live block of mapalloc's.

@@ -1,0 +1,128 @@
+//! Large blocks: reuse through the cache (no syscall per malloc/free), growth by mremap,
+//! guard pages on both sides.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::sync::Mutex;
+
+use mapalloc::MapAlloc;
+
+/// The counters are process-wide: tests that read them run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn syscalls() -> u64 {
+    let s = mapalloc::stats();
+    s.mmap + s.munmap + s.mprotect + s.madvise + s.mremap
+}
+
+#[test]
+fn malloc_free_loop_costs_no_syscall_per_call() {
+    let _g = SERIAL.lock().unwrap();
+    for size in [600 << 10, 1 << 20, 3 << 20, 24 << 20] {
+        let layout = Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: valid layouts; each block is written in bounds and freed once.
+        unsafe {
+            let p = MapAlloc.alloc(layout);
+            assert!(!p.is_null());
+            MapAlloc.dealloc(p, layout);
+            let before = syscalls();
+            for i in 0..2000 {
+                let p = MapAlloc.alloc(layout);
+                assert!(!p.is_null());
+                p.add(i % size).write(1);
+                MapAlloc.dealloc(p, layout);
+            }
+            let spent = syscalls() - before;
+            assert!(
+                spent <= 4,
+                "{spent} syscalls for 2000 malloc/free of {size} bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn growing_realloc_moves_pages_with_mremap() {
+    let _g = SERIAL.lock().unwrap();
+    let mut size = 1usize << 20;
+    let layout = Layout::from_size_align(size, 16).unwrap();
+    // SAFETY: valid layouts; the block is only accessed within its current size.
+    unsafe {
+        let mut p = MapAlloc.alloc(layout);
+        assert!(!p.is_null());
+        for i in 0..size {
+            *p.add(i) = (i % 251) as u8;
+        }
+        let mut filled = size;
+        while size < 128 << 20 {
+            let before = mapalloc::stats().mremap;
+            let new = size * 2;
+            p = MapAlloc.realloc(p, Layout::from_size_align(size, 16).unwrap(), new);
+            assert!(!p.is_null());
+            assert!(
+                mapalloc::stats().mremap > before,
+                "growth to {new} did not use mremap"
+            );
+            assert!(
+                (0..filled)
+                    .step_by(4093)
+                    .all(|i| *p.add(i) == (i % 251) as u8)
+            );
+            for i in filled..new {
+                *p.add(i) = (i % 251) as u8;
+            }
+            filled = new;
+            size = new;
+        }
+        assert!((0..filled).all(|i| *p.add(i) == (i % 251) as u8));
+        MapAlloc.dealloc(p, Layout::from_size_align(size, 16).unwrap());
+    }
+}
+
+const CASE: &str = "MAPALLOC_GUARD_CASE";
+
+#[test]
+fn child() {
+    let Ok(case) = std::env::var(CASE) else {
+        return;
+    };
+    let size = 2 << 20;
+    let layout = Layout::from_size_align(size, 16).unwrap();
+    // SAFETY: deliberately touches the guard page next to a live block: must fault.
+    unsafe {
+        let p = MapAlloc.alloc(layout);
+        let usable = mapalloc::usable_size(p);
+        match case.as_str() {
+            "after" => std::ptr::write_volatile(p.add(usable), 1u8),
+            "before" => std::ptr::write_volatile(p.sub(1), 1u8),
+            _ => unreachable!(),
+        }
+    }
+    unreachable!("guard of case {case} did not fault");
+}
+
+fn expect_segv(case: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CASE, case)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSEGV),
+        "{case}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn guard_page_after_large_block() {
+    expect_segv("after");
+}
+
+#[test]
+fn guard_page_before_large_block() {
+    expect_segv("before");
+}
