@@ -26,12 +26,14 @@
 //! backup heap under a lock.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::os;
-use crate::segment::{self, Block, FULL, Kind, NOT_FULL, NOTIFIED, NUM_KINDS, Page, Segment};
+use crate::remote::{self, Block, NOTIFIED};
+use crate::segment::{self, Kind, NUM_KINDS, Page, Segment};
 use crate::size_class::{NUM_CLASSES, class_size};
 use crate::sync::SpinLock;
+use crate::sync::atomic::AtomicPtr;
 use crate::tls;
 
 #[derive(Clone, Copy)]
@@ -277,7 +279,11 @@ const EXTEND_BYTES: usize = 4096;
 unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
     // SAFETY: the caller owns `h`; every page reached is owned by it.
     unsafe {
-        if !(*h).notify.load(Ordering::Relaxed).is_null() {
+        if !(*h)
+            .notify
+            .load(crate::sync::atomic::Ordering::Relaxed)
+            .is_null()
+        {
             drain_notify(h);
         }
         loop {
@@ -331,7 +337,7 @@ unsafe fn collect(page: *mut Page) {
     // SAFETY: the caller owns the page; the swap gives it the whole remote list.
     unsafe {
         let p = &mut *page;
-        let head = p.thread_free.swap(ptr::null_mut(), Ordering::Acquire);
+        let head = remote::take_blocks(&p.thread_free);
         if head.is_null() {
             return;
         }
@@ -372,16 +378,7 @@ unsafe fn page_to_full(h: *mut Heap, page: *mut Page) {
         queue_remove(&mut (*h).queues[cls], page);
         queue_push_back(&mut (*h).full, page);
         (*page).in_full = true;
-        let state = &(*page).full_state;
-        if state.load(Ordering::Relaxed) == NOTIFIED {
-            return; // still on the notify stack: draining it moves the page back
-        }
-        state.store(FULL, Ordering::SeqCst);
-        if !(*page).thread_free.load(Ordering::SeqCst).is_null()
-            && state
-                .compare_exchange(FULL, NOT_FULL, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        {
+        if !remote::owner_mark_full(&(*page).full_state, &(*page).thread_free) {
             // A remote free raced with us and may not have seen FULL: keep the page queued.
             full_to_queue(h, page);
         }
@@ -401,10 +398,10 @@ unsafe fn full_to_queue(h: *mut Heap, page: *mut Page) {
 unsafe fn drain_notify(h: *mut Heap) {
     // SAFETY: the caller owns `h`; the swap gives it the whole stack, whose pages it owns.
     unsafe {
-        let mut p = (*h).notify.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut p = remote::take_notify(&(*h).notify);
         while !p.is_null() {
-            let next = (*p).notify_next.load(Ordering::Relaxed);
-            (*p).full_state.store(NOT_FULL, Ordering::Relaxed);
+            let next = (*p).notify_next.load(core::sync::atomic::Ordering::Relaxed);
+            remote::owner_drained(&(*p).full_state);
             if (*p).in_full {
                 full_to_queue(h, p);
             }
@@ -507,12 +504,9 @@ unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page.
     unsafe {
         if (*page).in_full {
-            let state = &(*page).full_state;
-            if state.load(Ordering::Relaxed) == FULL {
-                // Fails only if a remote free just notified: the stack then holds the page,
-                // and draining it copes with a page that is already back in its queue.
-                let _ = state.compare_exchange(FULL, NOT_FULL, Ordering::SeqCst, Ordering::Relaxed);
-            }
+            // A page already NOTIFIED stays on the notify stack; draining it copes with a page
+            // that is back in its queue.
+            remote::owner_unmark_full(&(*page).full_state);
             full_to_queue(h, page);
         }
         if (*page).used == 0 {
@@ -529,7 +523,10 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
     unsafe {
         let q = &mut (*h).queues[(*page).class as usize];
         if (q.first == page && q.last == page)
-            || (*page).full_state.load(Ordering::Relaxed) == NOTIFIED
+            || (*page)
+                .full_state
+                .load(crate::sync::atomic::Ordering::Relaxed)
+                == NOTIFIED
         {
             return;
         }
@@ -549,34 +546,13 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
 
 #[inline(never)]
 unsafe fn remote_free(page: *mut Page, b: *mut Block) {
-    // SAFETY: `b` is a live block of `page` (its bitmap bit is set); pushing it is the one
-    // operation other threads may do on a page.
+    // SAFETY: `b` is a live block of `page` (its bitmap bit is set), which the caller gives
+    // up; the page and its heap stay mapped for ever.
     unsafe {
-        let tf = &(*page).thread_free;
-        let mut head = tf.load(Ordering::Relaxed);
-        loop {
-            (*b).next = head;
-            match tf.compare_exchange_weak(head, b, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(cur) => head = cur,
-            }
-        }
-        let state = &(*page).full_state;
-        if state.load(Ordering::SeqCst) == FULL
-            && state
-                .compare_exchange(FULL, NOTIFIED, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        {
+        remote::push_block(&(*page).thread_free, b);
+        if remote::remote_should_notify(&(*page).full_state) {
             let h = (*page).heap.load(Ordering::Acquire);
-            let stack = &(*h).notify;
-            let mut top = stack.load(Ordering::Relaxed);
-            loop {
-                (*page).notify_next.store(top, Ordering::Relaxed);
-                match stack.compare_exchange_weak(top, page, Ordering::Release, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(cur) => top = cur,
-                }
-            }
+            remote::push_notify(&(*h).notify, page, &(*page).notify_next);
         }
     }
 }

@@ -42,6 +42,11 @@ mod heap;
 mod init;
 mod large;
 mod os;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod remote;
+#[cfg(not(loom))]
+mod remote;
 mod segment;
 mod size_class;
 mod stats;

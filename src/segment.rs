@@ -27,7 +27,10 @@
 //!   to a page's atomic remote-free list and read the bitmap.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use crate::remote::{Block, NOT_FULL};
+use crate::sync::atomic::{AtomicPtr as SyncPtr, AtomicU8 as SyncU8};
 
 use crate::heap::Heap;
 use crate::os;
@@ -80,19 +83,6 @@ impl Kind {
     }
 }
 
-/// A free block: its first word links to the next free block.
-#[repr(C)]
-pub struct Block {
-    pub next: *mut Block,
-}
-
-/// Values of `Page::full_state` (see `heap` for the protocol).
-pub const NOT_FULL: u8 = 0;
-/// The page is on its heap's full list; a remote free must notify the heap.
-pub const FULL: u8 = 1;
-/// A remote free has pushed the page on its heap's notify stack.
-pub const NOTIFIED: u8 = 2;
-
 /// A page descriptor: the metadata of one page (a run of memory holding blocks of one class).
 /// Fields without atomics are touched only by the owning thread.
 #[repr(C)]
@@ -111,15 +101,16 @@ pub struct Page {
     pub in_use: bool,
     /// On the heap's full list rather than its class queue (owner only).
     pub in_full: bool,
-    pub full_state: AtomicU8,
+    /// See `remote`: NOT_FULL, FULL or NOTIFIED.
+    pub full_state: SyncU8,
     /// Address of the first block.
     pub start: *mut u8,
     /// Owning heap.
     pub heap: AtomicPtr<Heap>,
     /// Blocks freed by other threads, collected by the owner.
-    pub thread_free: AtomicPtr<Block>,
+    pub thread_free: SyncPtr<Block>,
     /// Link in the owner's notify stack.
-    pub notify_next: AtomicPtr<Page>,
+    pub notify_next: SyncPtr<Page>,
     /// Links in the heap's class queue or full list, or the segment's free-page stack.
     pub next: *mut Page,
     pub prev: *mut Page,
@@ -330,10 +321,10 @@ unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
     for i in (first_page..num_pages).rev() {
         let page = &mut s.pages[i];
         page.in_use = false;
-        page.heap = AtomicPtr::new(heap);
-        page.thread_free = AtomicPtr::new(ptr::null_mut());
-        page.full_state = AtomicU8::new(NOT_FULL);
-        page.notify_next = AtomicPtr::new(ptr::null_mut());
+        page.heap.store(heap, Ordering::Relaxed);
+        page.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        page.full_state.store(NOT_FULL, Ordering::Relaxed);
+        page.notify_next.store(ptr::null_mut(), Ordering::Relaxed);
         page.next = s.free_pages;
         s.free_pages = page;
     }

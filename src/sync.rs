@@ -4,6 +4,15 @@
 //! held for a few hundred instructions at most, so spinning with `spin_loop` and yielding to
 //! the scheduler after a while beats a futex-based lock that could allocate or re-enter.
 
+/// The atomics of the lock-free protocols (`remote`): loom's when built with `--cfg loom`.
+pub mod atomic {
+    #[cfg(loom)]
+    pub use loom::sync::atomic::{AtomicPtr, AtomicU8, Ordering, fence};
+
+    #[cfg(not(loom))]
+    pub use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering, fence};
+}
+
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
