@@ -1,0 +1,135 @@
+//! Helpers shared by the integration tests: a fixed pseudo-random byte stream that blocks are
+//! filled from and checked against, and a small deterministic random generator.
+//!
+//! A block with seed `s` and length `n` holds `PATTERN[offset(s)..offset(s) + n]`: filling is
+//! one `memcpy` and checking one `memcmp`, so the tests stay fast even in debug builds, and two
+//! blocks with different seeds hold different bytes (a block that received another block's
+//! contents, or stale contents, is caught).
+
+// Each test binary uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+/// Longest block the pattern can describe.
+pub const MAX_PATTERN_LEN: usize = (64 << 20) + 4096;
+/// Number of distinct starting offsets in the stream.
+const OFFSETS: usize = 1 << 16;
+
+static PATTERN: OnceLock<Box<[u8]>> = OnceLock::new();
+
+fn stream() -> &'static [u8] {
+    PATTERN.get_or_init(|| {
+        let mut rng = XorShift::new(0x05EE_D0FA_110C);
+        let mut v = vec![0u8; MAX_PATTERN_LEN + OFFSETS];
+        for chunk in v.chunks_mut(8) {
+            let bytes = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        v.into_boxed_slice()
+    })
+}
+
+/// Mixes `seed` so that nearby seeds land far apart in the stream.
+fn offset(seed: u64) -> usize {
+    let mut x = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (x ^ (x >> 31)) as usize % OFFSETS
+}
+
+/// The bytes a block with `seed` holds in `[0, len)`.
+pub fn expected(seed: u64, len: usize) -> &'static [u8] {
+    assert!(len <= MAX_PATTERN_LEN, "pattern asked for {len} bytes");
+    let o = offset(seed);
+    &stream()[o..o + len]
+}
+
+/// Writes the pattern of `seed` into bytes `[from, to)` of the block at `p`.
+///
+/// # Safety
+/// `p` is valid for writes of `to` bytes.
+pub unsafe fn fill_range(p: *mut u8, from: usize, to: usize, seed: u64) {
+    assert!(from <= to);
+    let src = &expected(seed, to)[from..];
+    // SAFETY: `src` is a separate allocation; the caller guarantees `p..p + to` is writable.
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), p.add(from), to - from) };
+}
+
+/// Writes the pattern of `seed` into the first `len` bytes at `p`.
+///
+/// # Safety
+/// `p` is valid for writes of `len` bytes.
+pub unsafe fn fill(p: *mut u8, len: usize, seed: u64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { fill_range(p, 0, len, seed) }
+}
+
+/// Panics, naming the first wrong byte, unless the first `len` bytes at `p` hold the pattern
+/// of `seed`.
+///
+/// # Safety
+/// `p` is valid for reads of `len` initialised bytes.
+pub unsafe fn check(p: *const u8, len: usize, seed: u64, what: &str) {
+    // SAFETY: the caller guarantees `len` readable, initialised bytes at `p`.
+    let got = unsafe { core::slice::from_raw_parts(p, len) };
+    let want = expected(seed, len);
+    if got != want {
+        let i = got.iter().zip(want).position(|(g, w)| g != w).unwrap();
+        panic!(
+            "{what}: block {p:p} of {len} bytes (seed {seed:#x}) differs at byte {i}: \
+             {:#04x} instead of {:#04x}",
+            got[i], want[i]
+        );
+    }
+}
+
+/// Panics, naming the first non-zero byte, unless the first `len` bytes at `p` are zero.
+///
+/// # Safety
+/// `p` is valid for reads of `len` initialised bytes.
+pub unsafe fn check_zero(p: *const u8, len: usize, what: &str) {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    // SAFETY: the caller guarantees `len` readable, initialised bytes at `p`.
+    let got = unsafe { core::slice::from_raw_parts(p, len) };
+    for (k, chunk) in got.chunks(ZEROS.len()).enumerate() {
+        if chunk != &ZEROS[..chunk.len()] {
+            let i = k * ZEROS.len() + chunk.iter().position(|&b| b != 0).unwrap();
+            panic!(
+                "{what}: block {p:p} of {len} bytes has {:#04x} at byte {i}",
+                got[i]
+            );
+        }
+    }
+}
+
+/// xorshift64*: small, deterministic, good enough to pick sizes and indices.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// A size in `1..=max` whose logarithm is roughly uniform: most sizes are small, a few are
+    /// near `max`.
+    pub fn log_size(&mut self, max: usize) -> usize {
+        let bits = usize::BITS - max.leading_zeros(); // max < 1 << bits
+        let e = self.range(0, bits as usize - 1);
+        self.range(1 << e, ((2 << e) - 1).min(max))
+    }
+}
