@@ -7,6 +7,7 @@ mod common;
 use common::{XorShift, check, fill, fill_range};
 use core::alloc::{GlobalAlloc, Layout};
 use mapalloc::MapAlloc;
+use std::thread;
 
 #[global_allocator]
 static GLOBAL: MapAlloc = MapAlloc;
@@ -244,4 +245,77 @@ fn impossible_realloc_returns_null_and_keeps_block() {
         // SAFETY: `p` is still live with `layout(size)`.
         unsafe { MapAlloc.dealloc(p, layout(size)) };
     }
+}
+
+/// Writes `stamp + page index` into the first 8 bytes of every 4 KiB of the block: touches
+/// every page cheaply, so a block whose pages are not (or no longer) mapped faults at once.
+///
+/// # Safety
+/// `p` is valid for writes of `len` bytes and 8-byte aligned.
+unsafe fn stamp_pages(p: *mut u8, len: usize, stamp: u64) {
+    for (k, off) in (0..len.saturating_sub(7)).step_by(4096).enumerate() {
+        // SAFETY: `off + 8 <= len`; `off` is a multiple of 4096 from an 8-aligned `p`.
+        unsafe { p.add(off).cast::<u64>().write(stamp + k as u64) };
+    }
+}
+
+/// Panics unless [`stamp_pages`] with `stamp` wrote the first `len` bytes at `p`.
+///
+/// # Safety
+/// `p` is valid for reads of `len` bytes, 8-byte aligned, stamped over at least `len` bytes.
+unsafe fn check_pages(p: *const u8, len: usize, stamp: u64, what: &str) {
+    for (k, off) in (0..len.saturating_sub(7)).step_by(4096).enumerate() {
+        // SAFETY: as in `stamp_pages`.
+        let got = unsafe { p.add(off).cast::<u64>().read() };
+        assert_eq!(
+            got,
+            stamp + k as u64,
+            "{what}: page {k} of {p:p} ({len} bytes)"
+        );
+    }
+}
+
+/// Large blocks grown by `realloc` (moved to a new range) in some threads while other threads
+/// map and unmap large blocks: the growth must never unmap or hand out memory that another
+/// thread's block occupies.
+#[test]
+fn large_growth_races_with_large_allocs() {
+    const ROUNDS: usize = 3000;
+    thread::scope(|s| {
+        for t in 0..4u64 {
+            s.spawn(move || {
+                let mut rng = XorShift::new(t + 100);
+                for i in 0..ROUNDS as u64 {
+                    let stamp = (t << 48) | (i << 16);
+                    let size = rng.range(520 << 10, 1 << 20) & !7;
+                    let l = Layout::from_size_align(size, 8).unwrap();
+                    // SAFETY: non-zero size.
+                    let p = unsafe { MapAlloc.alloc(l) };
+                    assert!(!p.is_null(), "alloc {size}");
+                    // SAFETY: `p` is a live, 8-aligned block of `size` bytes.
+                    unsafe { stamp_pages(p, size, stamp) };
+                    let (p, size) = if t % 2 == 0 {
+                        // Growers: move the block to a bigger range.
+                        let new = size * 2 + 4096;
+                        // SAFETY: `p` is live with `l`; `new` is small and non-zero.
+                        let q = unsafe { MapAlloc.realloc(p, l, new) };
+                        assert!(!q.is_null(), "realloc {size} -> {new}");
+                        // SAFETY: `q` is live with `new` bytes, the first `size` kept.
+                        unsafe {
+                            check_pages(q, size, stamp, "grown block");
+                            stamp_pages(q, new, stamp);
+                        }
+                        (q, new)
+                    } else {
+                        (p, size)
+                    };
+                    // SAFETY: `p` is live with `size` bytes, all stamped.
+                    unsafe {
+                        check_pages(p, size, stamp, "large block");
+                        MapAlloc.dealloc(p, Layout::from_size_align(size, 8).unwrap());
+                    }
+                }
+            });
+        }
+    });
 }
