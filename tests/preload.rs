@@ -35,18 +35,14 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Cargo's target directory, found from this test executable's location
+/// (`<target>/<profile>/deps/preload-<hash>`), so that CARGO_TARGET_DIR and
+/// `build.target-dir` are honoured.
 fn target_dir() -> PathBuf {
-    match env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                root().join(dir)
-            }
-        }
-        None => root().join("target"),
-    }
+    env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn work_dir() -> PathBuf {
@@ -78,6 +74,7 @@ fn build_library() -> Result<Library, String> {
     }
     let output = Command::new(env!("CARGO"))
         .args(["build", "--release", "-p", "mapalloc-cdylib"])
+        .arg("--message-format=json-render-diagnostics")
         .current_dir(root())
         .env_remove("LD_PRELOAD")
         .stdin(Stdio::null())
@@ -91,9 +88,18 @@ fn build_library() -> Result<Library, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let release = target_dir().join("release");
-    let shared = release.join("libmapalloc.so");
-    let static_lib = release.join("libmapalloc.a");
+    // Where cargo put the artifacts (it knows about target-dir settings in
+    // config files); target/release as a fallback.
+    let artifacts = artifact_paths(&String::from_utf8_lossy(&output.stdout));
+    let find = |name: &str| {
+        artifacts
+            .iter()
+            .find(|p| p.file_name().is_some_and(|f| f == name))
+            .cloned()
+            .unwrap_or_else(|| target_dir().join("release").join(name))
+    };
+    let shared = find("libmapalloc.so");
+    let static_lib = find("libmapalloc.a");
     for lib in [&shared, &static_lib] {
         if !lib.is_file() {
             return Err(format!(
@@ -106,6 +112,30 @@ fn build_library() -> Result<Library, String> {
         shared,
         static_lib: Some(static_lib),
     })
+}
+
+/// The "filenames" of the compiler-artifact messages in cargo's JSON output
+/// (a minimal parser: cargo prints one JSON object per line, and these
+/// paths contain no escaped characters in practice).
+fn artifact_paths(json: &str) -> Vec<PathBuf> {
+    const KEY: &str = "\"filenames\":[";
+    let mut paths = Vec::new();
+    for line in json
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+    {
+        let Some(start) = line.find(KEY) else {
+            continue;
+        };
+        let rest = &line[start + KEY.len()..];
+        let Some(end) = rest.find(']') else { continue };
+        paths.extend(
+            rest[..end]
+                .split("\",\"")
+                .map(|p| PathBuf::from(p.trim_matches('"'))),
+        );
+    }
+    paths
 }
 
 /// The library under test, built at most once per test binary.
@@ -205,8 +235,8 @@ fn tail(s: &str, lines: usize) -> String {
 
 /// Runs a command to completion with stdout and stderr captured in files
 /// (a pipe could be held open by a stray grandchild), killing it after
-/// TIMEOUT. The command's environment never inherits LD_PRELOAD: callers
-/// that want the preload use `run_preloaded`.
+/// TIMEOUT. Use it through `run_plain` or `run_preloaded`, which set
+/// LD_PRELOAD.
 fn run(cmd: &mut Command, what: &str) -> Outcome {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let logs = work_dir().join("logs");
