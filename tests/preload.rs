@@ -413,6 +413,11 @@ fn threads_exchange() {
 }
 
 #[test]
+fn threads_large() {
+    run_c_test("threads_large.c", &[]);
+}
+
+#[test]
 fn short_threads() {
     run_c_test("short_threads.c", &[]);
 }
