@@ -1,5 +1,5 @@
 /*
- * threads_large.c - large blocks (64 KiB .. 4 MiB) allocated, grown,
+ * threads_large.c - large blocks (64 KiB .. 8 MiB) allocated, grown,
  * shrunk and freed by several threads at once, through shared slots, so
  * most blocks are freed or realloc'd by a thread that did not allocate
  * them. Each block's first and last 4 KiB and one byte in every 64 KiB are
