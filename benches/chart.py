@@ -5,8 +5,9 @@
 DATA.json is written by compare: allocators, workloads (the last one is the geomean row),
 and per workload a list of time and peak-RSS ratios to the baseline (null for a failed run).
 Two panels of grouped horizontal bars on a log scale, each bar drawn from 1 (the baseline)
-to its ratio: bars to the left are better than the baseline, bars to the right worse. Needs matplotlib;
-compare runs this with an interpreter that has it (installing python3-matplotlib if needed).
+to its ratio: bars to the left are better than the baseline, bars to the right worse.
+Needs matplotlib; compare runs this with an interpreter that has it (installing
+python3-matplotlib if needed).
 """
 
 import json

@@ -133,7 +133,9 @@ static inline uint64_t scaled(uint64_t base, double scale) {
     return v < 1.0 ? 1 : (uint64_t)v;
 }
 
-static inline void print_checksum(uint64_t h) { printf("checksum %016llx\n", (unsigned long long)h); }
+static inline void print_checksum(uint64_t h) {
+    printf("checksum %016llx\n", (unsigned long long)h);
+}
 
 /* --- memory ----------------------------------------------------------------------------- */
 

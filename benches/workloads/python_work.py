@@ -37,7 +37,9 @@ def records(rng, n):
                 "id": i,
                 "name": "user%06d" % rng.randrange(10**6),
                 "score": rng.random(),
-                "tags": [rng.choice("abcdefgh") * rng.randint(1, 5) for _ in range(rng.randint(0, 6))],
+                "tags": [
+                    rng.choice("abcdefgh") * rng.randint(1, 5) for _ in range(rng.randint(0, 6))
+                ],
             }
         )
     text = json.dumps(rows)
