@@ -11,7 +11,7 @@
 #include "bench.h"
 
 #define OBJ_SIZE 8
-#define ITERATIONS 2000ULL /* malloc/write/free cycles per thread at SCALE 1 */
+#define ITERATIONS 3000ULL /* malloc/write/free cycles per thread at SCALE 1 */
 #define WRITES 100000      /* passes over the object per cycle */
 
 typedef struct {

@@ -14,7 +14,7 @@
 #define MIN_SIZE 16
 #define MAX_SIZE 1000
 #define ROUNDS 10
-#define OPS_PER_THREAD 10000000ULL /* at SCALE 1, over all rounds */
+#define OPS_PER_THREAD 20000000ULL /* at SCALE 1, over all rounds */
 
 static _Atomic(void *) *slots;
 static uint64_t nslots;
