@@ -1,0 +1,21 @@
+//! The Rust allocation benches (see `rust/common.rs`) with jemalloc (crate `tikv-jemallocator`) as
+//! the global allocator: one binary per allocator, so that no two allocators share a heap.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "rust/common.rs"]
+mod common;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn benches(c: &mut Criterion) {
+    common::all(c, "jemalloc");
+}
+
+criterion_group! {
+    name = group;
+    config = common::config();
+    targets = benches
+}
+criterion_main!(group);
