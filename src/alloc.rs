@@ -107,7 +107,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
             return p;
         }
     } else if size > MAX_CLASS_SIZE && (p as usize) % align == 0 {
-        let q = large::resize(p, size);
+        let q = large::resize(p, size, align);
         if !q.is_null() {
             return q;
         }

@@ -361,11 +361,12 @@ pub fn usable_size(p: *const u8) -> Option<usize> {
     (e.state == State::Live).then_some(e.usable)
 }
 
-/// Resize the live large block at `p` to `new_size` bytes without copying when possible.
+/// Resize the live large block at `p` to `new_size` bytes, keeping it `align`-aligned, without
+/// copying when possible.
 /// Returns the block's (possibly new) address, or null when it could not be resized in place
 /// or moved by the kernel (the block is then unchanged and the caller copies). Aborts when
 /// `p` is not a live large block.
-pub fn resize(p: *mut u8, new_size: usize) -> *mut u8 {
+pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let addr = p as usize;
     let Some(new_usable) = os::page_round_up(new_size.max(1)) else {
         return ptr::null_mut();
@@ -393,26 +394,28 @@ pub fn resize(p: *mut u8, new_size: usize) -> *mut u8 {
         };
     }
     drop(l);
-    // Growing: reserve a new guarded range and move the pages into it.
+    // Growing: reserve a new guarded range (aligned as the block must stay) and let the
+    // kernel move the pages into its middle.
     let g = guard();
-    let Some(total) = new_usable.checked_add(2 * g) else {
-        return ptr::null_mut();
-    };
-    let base = os::map(total, false);
-    if base.is_null() {
+    let target = os::reserve_guarded(new_usable, g, align);
+    if target.is_null() {
         return ptr::null_mut();
     }
-    let target = (base as usize + g) as *mut u8;
-    // SAFETY: `p`'s usable part is one mapping of ours (its guards are separate VMAs by
-    // protection); the target lies inside the reservation just made.
+    // SAFETY: `p`'s usable part is one mapping of ours (its guards are separate mappings);
+    // the target lies inside the reservation just made.
     let moved = unsafe { os::remap_to(p, e.usable, new_usable, target) };
     if !moved {
         // SAFETY: our own unused reservation.
-        unsafe { os::release(base, total) };
+        unsafe { os::release(target.sub(g), new_usable + 2 * g) };
         return ptr::null_mut();
     }
-    // SAFETY: the old guards (and the hole the pages left) are ours and dead.
-    unsafe { os::release((addr - g) as *mut u8, e.usable + 2 * g) };
+    // Only the two old guards are still ours: the pages between them moved away, and another
+    // thread's mapping may already have been placed in that hole.
+    // SAFETY: the guards are our PROT_NONE mappings, holding nothing.
+    unsafe {
+        os::release((addr - g) as *mut u8, g);
+        os::release((addr + e.usable) as *mut u8, g);
+    }
     let mut l = LARGE.lock();
     let i = l.find(addr).unwrap_or_else(|| internal());
     l.remove_at(i);

@@ -273,16 +273,11 @@ pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mu
     true
 }
 
-/// Map `usable` bytes read-write, aligned to `align` (a power of two; anything up to the page
-/// size means page alignment), with a `PROT_NONE` guard of `guard` bytes directly before and
-/// after: the one helper that builds guarded mappings. Returns the start of the usable part, or
-/// null when out of memory (nothing stays mapped then). The mapping is exactly
-/// `[ret - guard, ret + usable + guard)`.
-///
-/// Done as one `PROT_NONE` reservation and one `mprotect` of the middle (plus up to two
-/// `munmap`s of alignment slack), so it costs two syscalls and three mappings in the common
-/// case; the guards of neighbouring blocks are adjacent `PROT_NONE` mappings and merge.
-pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
+/// Reserve `[ret - guard, ret + usable + guard)` as `PROT_NONE`, with `ret` aligned to `align`
+/// (a power of two; anything up to the page size means page alignment): the one helper that
+/// lays out guarded ranges. Nothing is accessible yet; [`map_guarded`] opens the middle, and
+/// `large` moves pages into it with [`remap_to`]. Null when out of address space.
+pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
     let ps = page_size();
     let align = align.max(ps);
     let Some(total) = guard
@@ -297,17 +292,11 @@ pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let user = (base + guard + align - 1) & !(align - 1);
-    // SAFETY: [user, user + usable) lies inside the reservation just made.
-    if !unsafe { protect_rw(user as *mut u8, usable) } {
-        // SAFETY: the reservation is ours and unused.
-        unsafe { release(base as *mut u8, total) };
-        return ptr::null_mut();
-    }
     let head = user - guard - base;
     let tail_start = user + usable + guard;
     let tail = base + total - tail_start;
     // SAFETY: the alignment slack before the front guard and after the back guard is part of
-    // our reservation and holds nothing.
+    // our fresh reservation and holds nothing.
     unsafe {
         if head != 0 {
             release(base as *mut u8, head);
@@ -317,6 +306,26 @@ pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
         }
     }
     user as *mut u8
+}
+
+/// Map `usable` bytes read-write, aligned to `align`, with a `PROT_NONE` guard of `guard`
+/// bytes directly before and after (see [`reserve_guarded`]). Returns the start of the usable
+/// part, or null when out of memory (nothing stays mapped then).
+///
+/// One `PROT_NONE` reservation and one `mprotect` of the middle (plus up to two `munmap`s of
+/// alignment slack): two syscalls and three mappings in the common case.
+pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
+    let user = reserve_guarded(usable, guard, align);
+    if user.is_null() {
+        return user;
+    }
+    // SAFETY: [user, user + usable) is the middle of the reservation just made.
+    if !unsafe { protect_rw(user, usable) } {
+        // SAFETY: the whole reservation is ours and unused.
+        unsafe { release(user.sub(guard), usable + 2 * guard) };
+        return ptr::null_mut();
+    }
+    user
 }
 
 /// Write `msg` to stderr with `write(2)`: no allocation, no formatting machinery.
