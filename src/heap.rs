@@ -32,6 +32,16 @@ use crate::os;
 use crate::remote::{self, Block, NOTIFIED};
 use crate::segment::{self, Kind, NUM_KINDS, Page, Segment};
 use crate::size_class::{NUM_CLASSES, class_size};
+
+/// Per-class arrays have a power-of-two length and are indexed with `slot(class)`, so no
+/// index can be out of bounds and no bounds-check panic (which would run the panic hook,
+/// which may allocate) is reachable from `malloc` or `free`. Slots >= NUM_CLASSES stay empty.
+const CLASS_SLOTS: usize = NUM_CLASSES.next_power_of_two();
+
+#[inline(always)]
+const fn slot(class: usize) -> usize {
+    class & (CLASS_SLOTS - 1)
+}
 use crate::sync::SpinLock;
 use crate::sync::atomic::AtomicPtr;
 use crate::tls;
@@ -45,7 +55,7 @@ struct PageQueue {
 /// A thread's heap. A zeroed `Heap` is a valid empty heap.
 #[repr(C)]
 pub struct Heap {
-    queues: [PageQueue; NUM_CLASSES],
+    queues: [PageQueue; CLASS_SLOTS],
     full: PageQueue,
     /// Pages on the full list that received a remote free (pushed by other threads).
     notify: AtomicPtr<Page>,
@@ -53,8 +63,8 @@ pub struct Heap {
     segs: [*mut Segment; NUM_KINDS],
     /// Allocations and frees per class (owner writes with plain load+store; any thread may
     /// read them for statistics).
-    pub allocs: [AtomicU64; NUM_CLASSES],
-    pub frees: [AtomicU64; NUM_CLASSES],
+    pub allocs: [AtomicU64; CLASS_SLOTS],
+    pub frees: [AtomicU64; CLASS_SLOTS],
     /// Registry of every heap ever created, and the abandoned stack.
     next_all: *mut Heap,
     next_abandoned: *mut Heap,
@@ -241,14 +251,14 @@ fn new_thread_heap() -> *mut Heap {
 unsafe fn heap_alloc(h: *mut Heap, cls: usize) -> *mut u8 {
     // SAFETY: the caller owns `h`; queue pages are owned by `h`.
     unsafe {
-        let page = (*h).queues[cls].first;
+        let page = (*h).queues[slot(cls)].first;
         if !page.is_null() {
             let b = (*page).free;
             if !b.is_null() {
                 (*page).free = (*b).next;
                 (*page).used += 1;
                 mark_live(b as usize);
-                bump(&(*h).allocs[cls], 1);
+                bump(&(*h).allocs[slot(cls)], 1);
                 return b.cast();
             }
         }
@@ -287,7 +297,7 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             drain_notify(h);
         }
         loop {
-            let page = (*h).queues[cls].first;
+            let page = (*h).queues[slot(cls)].first;
             if page.is_null() {
                 break;
             }
@@ -306,7 +316,7 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
         if page.is_null() {
             return ptr::null_mut();
         }
-        queue_push_front(&mut (*h).queues[cls], page);
+        queue_push_front(&mut (*h).queues[slot(cls)], page);
         extend(page);
         heap_alloc(h, cls)
     }
@@ -318,7 +328,8 @@ unsafe fn extend(page: *mut Page) {
     unsafe {
         let p = &mut *page;
         let bs = p.block_size as usize;
-        let n = ((EXTEND_BYTES / bs).max(1) as u32).min(p.capacity - p.built) as usize;
+        let per_extend = EXTEND_BYTES.checked_div(bs).unwrap_or(1).max(1);
+        let n = (per_extend as u32).min(p.capacity - p.built) as usize;
         let first = p.start.add(p.built as usize * bs);
         let mut b = first;
         for _ in 1..n {
@@ -366,7 +377,7 @@ unsafe fn collect(page: *mut Page) {
         p.free = head;
         p.used -= count;
         let h = p.heap.load(Ordering::Relaxed);
-        bump(&(*h).frees[p.class as usize], count as u64);
+        bump(&(*h).frees[slot(p.class as usize)], count as u64);
     }
 }
 
@@ -375,7 +386,7 @@ unsafe fn page_to_full(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page, which is in its class queue.
     unsafe {
         let cls = (*page).class as usize;
-        queue_remove(&mut (*h).queues[cls], page);
+        queue_remove(&mut (*h).queues[slot(cls)], page);
         queue_push_back(&mut (*h).full, page);
         (*page).in_full = true;
         if !remote::owner_mark_full(&(*page).full_state, &(*page).thread_free) {
@@ -390,7 +401,7 @@ unsafe fn full_to_queue(h: *mut Heap, page: *mut Page) {
     unsafe {
         queue_remove(&mut (*h).full, page);
         (*page).in_full = false;
-        queue_push_back(&mut (*h).queues[(*page).class as usize], page);
+        queue_push_back(&mut (*h).queues[slot((*page).class as usize)], page);
     }
 }
 
@@ -465,7 +476,7 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
             (*b).next = (*page).free;
             (*page).free = b;
             (*page).used -= 1;
-            bump(&(*h).frees[(*page).class as usize], 1);
+            bump(&(*h).frees[slot((*page).class as usize)], 1);
             if (*page).used == 0 || (*page).in_full {
                 free_slow(h, page);
             }
@@ -521,7 +532,7 @@ unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
 unsafe fn retire(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page, which is in its class queue and empty.
     unsafe {
-        let q = &mut (*h).queues[(*page).class as usize];
+        let q = &mut (*h).queues[slot((*page).class as usize)];
         if (q.first == page && q.last == page)
             || (*page)
                 .full_state

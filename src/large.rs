@@ -193,9 +193,25 @@ impl Large {
         self.len -= 1;
     }
 
+    /// The `k`th cached block (`k < cache_len`).
+    fn cached(&self, k: usize) -> usize {
+        *self.cache.get(k).unwrap_or_else(|| internal())
+    }
+
+    fn cache_push(&mut self, addr: usize) {
+        *self
+            .cache
+            .get_mut(self.cache_len)
+            .unwrap_or_else(|| internal()) = addr;
+        self.cache_len += 1;
+    }
+
     fn cache_remove(&mut self, k: usize) {
-        let addr = self.cache[k];
-        self.cache.copy_within(k + 1..self.cache_len, k);
+        let addr = self.cached(k);
+        for j in k + 1..self.cache_len {
+            let a = self.cached(j);
+            *self.cache.get_mut(j - 1).unwrap_or_else(|| internal()) = a;
+        }
         self.cache_len -= 1;
         let i = self.find(addr).unwrap_or_else(|| internal());
         self.cache_bytes -= self.get(i).usable;
@@ -205,7 +221,7 @@ impl Large {
 /// The table lost an entry it must have: the allocator's own state is broken.
 #[cold]
 fn internal() -> ! {
-    os::fatal("mapalloc: internal error: large-block table inconsistent")
+    os::internal("large-block table inconsistent")
 }
 
 /// The guard size: one OS page.
@@ -242,7 +258,7 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
         let mut best = usize::MAX;
         let mut best_k = 0;
         for k in 0..l.cache_len {
-            let addr = l.cache[k];
+            let addr = l.cached(k);
             let e = l.get(l.find(addr).unwrap_or_else(|| internal()));
             if e.usable >= usable
                 && e.usable - usable <= usable / 2
@@ -254,7 +270,7 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
             }
         }
         if best != usize::MAX {
-            let addr = l.cache[best_k];
+            let addr = l.cached(best_k);
             l.cache_remove(best_k);
             let i = l.find(addr).unwrap_or_else(|| internal());
             l.slot(i).state = State::Live;
@@ -325,23 +341,21 @@ pub fn free(p: *mut u8, size: usize) {
         while l.cache_len > 0
             && (l.cache_len == CACHE_MAX || l.cache_bytes + e.usable > CACHE_MAX_BYTES)
         {
-            let old = l.cache[0];
+            let old = l.cached(0);
             let j = l.find(old).unwrap_or_else(|| internal());
             let usable = l.get(j).usable;
             l.cache_remove(0);
             let j = l.find(old).unwrap_or_else(|| internal());
             l.remove_at(j);
-            evicted[n_ev] = (old, usable);
+            *evicted.get_mut(n_ev).unwrap_or_else(|| internal()) = (old, usable);
             n_ev += 1;
         }
         let i = l.find(addr).unwrap_or_else(|| internal());
         l.slot(i).state = State::Cached;
-        let n = l.cache_len;
-        l.cache[n] = addr;
-        l.cache_len += 1;
+        l.cache_push(addr);
         l.cache_bytes += e.usable;
         drop(l);
-        for &(a, u) in &evicted[..n_ev] {
+        for &(a, u) in evicted.get(..n_ev).unwrap_or(&[]) {
             // SAFETY: evicted blocks are out of the table and dead.
             unsafe { unmap(a, u) };
         }
@@ -447,18 +461,18 @@ pub fn trim() -> usize {
     {
         let mut l = LARGE.lock();
         while l.cache_len > 0 {
-            let addr = l.cache[0];
+            let addr = l.cached(0);
             let j = l.find(addr).unwrap_or_else(|| internal());
             let usable = l.get(j).usable;
             l.cache_remove(0);
             let j = l.find(addr).unwrap_or_else(|| internal());
             l.remove_at(j);
-            freed[n] = (addr, usable);
+            *freed.get_mut(n).unwrap_or_else(|| internal()) = (addr, usable);
             n += 1;
         }
     }
     let mut bytes = 0;
-    for &(a, u) in &freed[..n] {
+    for &(a, u) in freed.get(..n).unwrap_or(&[]) {
         // SAFETY: out of the table and dead.
         unsafe { unmap(a, u) };
         bytes += u;

@@ -340,7 +340,7 @@ pub fn write_stderr(msg: &[u8]) {
             }
             return;
         }
-        rest = &rest[n as usize..];
+        rest = rest.get(n as usize..).unwrap_or(&[]);
     }
 }
 
@@ -358,12 +358,17 @@ impl Line {
         }
     }
 
+    /// Append one byte; bytes beyond the buffer are dropped.
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
     pub fn str(&mut self, s: &str) -> &mut Self {
         for &b in s.as_bytes() {
-            if self.len < self.buf.len() {
-                self.buf[self.len] = b;
-                self.len += 1;
-            }
+            self.byte(b);
         }
         self
     }
@@ -379,11 +384,8 @@ impl Line {
                 break;
             }
         }
-        for &b in &tmp[i..] {
-            if self.len < self.buf.len() {
-                self.buf[self.len] = b;
-                self.len += 1;
-            }
+        for &b in tmp.get(i..).unwrap_or(&[]) {
+            self.byte(b);
         }
         self
     }
@@ -396,17 +398,14 @@ impl Line {
             let d = (v >> (shift * 4)) & 0xf;
             if d != 0 || started || shift == 0 {
                 started = true;
-                if self.len < self.buf.len() {
-                    self.buf[self.len] = digits[d];
-                    self.len += 1;
-                }
+                self.byte(digits[d & 0xf]);
             }
         }
         self
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or(&[])
     }
 
     pub fn write(&self) {
@@ -425,6 +424,20 @@ impl Default for Line {
 pub fn fatal(msg: &str) -> ! {
     let mut l = Line::new();
     l.str(msg).str("\n").write();
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// Abort on a broken internal invariant (a bug in mapalloc, never the caller's misuse):
+/// `mapalloc: internal error: <what>`. Used instead of indexing panics, which would run the
+/// panic hook (it may allocate) from inside the allocator.
+#[cold]
+pub fn internal(what: &str) -> ! {
+    let mut l = Line::new();
+    l.str("mapalloc: internal error: ")
+        .str(what)
+        .str("\n")
+        .write();
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
 }

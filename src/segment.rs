@@ -172,6 +172,8 @@ pub fn segment_of(p: usize) -> Option<*mut Segment> {
 
 fn segmap_set(base: usize, on: bool) {
     let (w, bit) = segmap_index(base);
+    // Our mappings lie below 2^48 (see ADDRESS_BITS); the mask only spares a bounds check.
+    let w = w & (SEGMAP_WORDS - 1);
     if on {
         SEGMAP[w].fetch_or(bit, Ordering::Release);
     } else {
@@ -214,7 +216,9 @@ pub fn trim_cache() -> usize {
                 break;
             }
             c.len -= 1;
-            c.segs[c.len]
+            *c.segs
+                .get(c.len)
+                .unwrap_or_else(|| os::internal("segment cache"))
         };
         release(seg);
         n += SEGMENT_SIZE;
@@ -260,7 +264,9 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         let mut c = SEG_CACHE.lock();
         if c.len > 0 {
             c.len -= 1;
-            c.segs[c.len]
+            *c.segs
+                .get(c.len)
+                .unwrap_or_else(|| os::internal("segment cache"))
         } else {
             ptr::null_mut()
         }
@@ -389,7 +395,9 @@ impl Segment {
     /// Index of the page containing the address `p` of this segment.
     #[inline(always)]
     pub fn page_index(&self, p: usize) -> usize {
-        (p & SEGMENT_MASK) >> self.page_shift
+        // The mask is a no-op for every page shift (>= 16) and lets the compiler drop the
+        // bounds check of `pages[...]` on the free path.
+        ((p & SEGMENT_MASK) >> self.page_shift) & (MAX_PAGES - 1)
     }
 
     /// The live-block bitmap word and bit for address `p` of this segment.
@@ -439,5 +447,5 @@ pub fn segment_of_page(page: *const Page) -> *mut Segment {
 /// Whether `p` (inside `page`) is at a block boundary of the page's current class.
 pub fn is_block_start(page: &Page, p: usize) -> bool {
     let start = page.start as usize;
-    page.in_use && p >= start && (p - start) % page.block_size as usize == 0
+    page.in_use && p >= start && (p - start).checked_rem(page.block_size as usize) == Some(0)
 }

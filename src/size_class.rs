@@ -87,7 +87,10 @@ pub const fn class_of(size: usize) -> usize {
 /// Block size of class `c`.
 #[inline(always)]
 pub fn class_size(c: usize) -> usize {
-    CLASS_SIZE[c] as usize
+    match CLASS_SIZE.get(c) {
+        Some(&s) => s as usize,
+        None => crate::os::internal("size class index out of range"),
+    }
 }
 
 /// The smallest class whose blocks hold `size` bytes and whose size is a multiple of `align`

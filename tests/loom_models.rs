@@ -46,6 +46,19 @@ fn walk(mut b: *mut Block, out: &mut Vec<usize>) {
     }
 }
 
+/// A remote free as `heap::remote_free` does it: push the block, then notify if the page was
+/// full.
+fn remote_free(page: &Arc<Page>, stack: &AtomicPtr<Page>, b: usize) {
+    // SAFETY: the block is the calling thread's to free; the page outlives the model.
+    unsafe {
+        remote::push_block(&page.thread_free, b as *mut Block);
+        if remote::remote_should_notify(&page.full_state) {
+            let p = Arc::as_ptr(page) as *mut Page;
+            remote::push_notify(stack, p, &page.notify_next);
+        }
+    }
+}
+
 /// Remote frees from two threads and the owner's collection: every block is collected
 /// exactly once, none lost, none twice.
 #[test]
@@ -94,14 +107,7 @@ fn full_page_is_never_stranded() {
             let (page, stack) = (page.clone(), stack.clone());
             let b = bs[0];
             thread::spawn(move || {
-                // SAFETY: the block is this thread's to free; the page outlives the model.
-                unsafe {
-                    remote::push_block(&page.thread_free, b as *mut Block);
-                    if remote::remote_should_notify(&page.full_state) {
-                        let p = Arc::as_ptr(&page) as *mut Page;
-                        remote::push_notify(&stack, p, &page.notify_next);
-                    }
-                }
+                remote_free(&page, &stack, b);
             })
         };
         let stays_full = remote::owner_mark_full(&page.full_state, &page.thread_free);
@@ -150,14 +156,7 @@ fn abandoned_heap_adoption_with_remote_free() {
             let (page, stack) = (page.clone(), stack.clone());
             let b = bs[0];
             thread::spawn(move || {
-                // SAFETY: as in the previous model.
-                unsafe {
-                    remote::push_block(&page.thread_free, b as *mut Block);
-                    if remote::remote_should_notify(&page.full_state) {
-                        let p = Arc::as_ptr(&page) as *mut Page;
-                        remote::push_notify(&stack, p, &page.notify_next);
-                    }
-                }
+                remote_free(&page, &stack, b);
             })
         };
         // The adopter: takes the heap once it is abandoned, then drains and collects.
