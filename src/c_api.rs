@@ -258,17 +258,10 @@ pub fn stats_print() {
     stats::print();
 }
 
-/// Print the summary at exit when `MAPALLOC_STATS` is set to a non-empty value other than
-/// `0`. Reads the environment with `getenv`, which does not allocate.
+/// Print the summary at exit when `MAPALLOC_STATS` (or [`crate::configure`]) asks for it.
 pub fn exit_report() {
-    // SAFETY: a NUL-terminated literal.
-    let v = unsafe { libc::getenv(c"MAPALLOC_STATS".as_ptr()) };
-    if v.is_null() {
-        return;
-    }
-    // SAFETY: getenv returns a NUL-terminated string.
-    let first = unsafe { *v };
-    if first != 0 && first != b'0' as libc::c_char {
+    crate::config::load();
+    if crate::config::stats_at_exit() {
         stats_print();
     }
 }

@@ -234,6 +234,9 @@ fn alloc_no_heap(cls: usize) -> *mut u8 {
 #[cold]
 fn new_thread_heap() -> *mut Heap {
     crate::init::ensure();
+    // Again for each new thread heap: a no-op once loaded, and a retry if the first
+    // allocation came before libc had set up the environment.
+    crate::config::load();
     let h = pool_acquire();
     if h.is_null() {
         return h;

@@ -11,7 +11,7 @@
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use crate::{heap, large, os, segment};
+use crate::{config, heap, large, os, segment};
 
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
@@ -21,6 +21,12 @@ static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static INIT_THREAD: AtomicUsize = AtomicUsize::new(0);
 /// The thread-exit key, plus one (0: not created).
 static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the first allocation has begun (settings that must not change under live blocks,
+/// such as strict mode, are fixed from then on).
+pub fn started() -> bool {
+    STATE.load(Ordering::Acquire) != UNINIT
+}
 
 #[inline]
 pub fn ensure() {
@@ -36,6 +42,7 @@ fn ensure_slow() {
     match STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
             INIT_THREAD.store(me, Ordering::Relaxed);
+            config::load();
             os::page_size();
             let mut key: libc::pthread_key_t = 0;
             // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn that

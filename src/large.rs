@@ -244,6 +244,7 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 }
 
 fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
+    crate::init::ensure();
     let ps = os::page_size();
     let align = align.max(ps);
     let Some(usable) = os::page_round_up(size.max(1)) else {

@@ -37,6 +37,7 @@
 
 mod alloc;
 pub mod c_api;
+mod config;
 mod global;
 mod heap;
 mod init;
@@ -53,8 +54,23 @@ mod stats;
 mod sync;
 mod tls;
 
+pub use config::{Config, ConfigError};
 pub use global::MapAlloc;
 pub use stats::Stats;
+
+/// Choose settings in code (the same as the `MAPALLOC_*` environment variables, which it
+/// overrides); fields left `None` keep their current value. Call it before the first
+/// allocation to be sure every setting applies from the start (`main` may be too late for a
+/// global allocator: use it as early as possible); `strict` is refused once any block was
+/// handed out. Never allocates.
+pub fn configure(c: &Config) -> Result<(), ConfigError> {
+    config::apply(c)
+}
+
+/// The settings in effect (after the environment was read).
+pub fn config() -> Config {
+    config::current()
+}
 
 /// A snapshot of mapalloc's counters (allocations, live bytes, mapped memory, syscalls).
 /// Never allocates.

@@ -373,6 +373,14 @@ impl Line {
         self
     }
 
+    /// Append raw bytes (e.g. a value read from the environment).
+    pub fn bytes(&mut self, s: &[u8]) -> &mut Self {
+        for &b in s {
+            self.byte(b);
+        }
+        self
+    }
+
     pub fn dec(&mut self, mut v: u64) -> &mut Self {
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();

@@ -1,0 +1,340 @@
+//! Runtime configuration: the `MAPALLOC_*` environment variables and their defaults, in one
+//! place.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `MAPALLOC_STATS` | `0` | `1`: print the statistics summary to stderr at exit |
+//! | `MAPALLOC_PURGE_DELAY_MS` | `250` | free memory stays resident this long before it is purged (`0`: at once) |
+//! | `MAPALLOC_RETAIN_MB` | `64` | empty segments kept mapped (purged) for reuse; beyond it they are unmapped |
+//! | `MAPALLOC_LARGE_CACHE_MB` | `128` | bytes of freed large blocks kept for reuse (they decay like pages) |
+//! | `MAPALLOC_STRICT` | `0` | `1`: strict hardening mode (see the README) |
+//! | `MAPALLOC_VERBOSE` | `0` | `1`: print the effective settings at start-up |
+//!
+//! The environment is read once, with `getenv` (which does not allocate), on the first
+//! allocation. A value that does not parse or is out of range prints one warning line naming
+//! the variable and keeps the default. Rust programs may call [`crate::configure`] instead (or
+//! as well): what it sets wins over the environment.
+//!
+//! The settings are plain atomics read with relaxed loads; only `strict` must be fixed before
+//! the first allocation (blocks handed out under one mode are freed under the same mode).
+
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+use crate::os;
+
+/// Defaults, documented in the table above and in the README.
+pub const DEFAULT_PURGE_DELAY_MS: usize = 250;
+pub const DEFAULT_RETAIN_MB: usize = 64;
+pub const DEFAULT_LARGE_CACHE_MB: usize = 128;
+/// Upper bounds of the numeric settings (one hour; 1 TiB).
+const MAX_DELAY_MS: usize = 3_600_000;
+const MAX_MB: usize = 1 << 20;
+
+static STATS: AtomicBool = AtomicBool::new(false);
+static PURGE_DELAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_PURGE_DELAY_MS);
+static RETAIN_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_RETAIN_MB << 20);
+static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_LARGE_CACHE_MB << 20);
+static STRICT: AtomicBool = AtomicBool::new(cfg!(feature = "strict"));
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+const UNLOADED: u8 = 0;
+const LOADING: u8 = 1;
+const LOADED: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(UNLOADED);
+
+/// Whether `MAPALLOC_STATS` asks for the summary at exit.
+#[inline]
+pub fn stats_at_exit() -> bool {
+    STATS.load(Ordering::Relaxed)
+}
+
+/// How long free memory stays resident before it is purged, in milliseconds.
+#[inline]
+pub fn purge_delay_ms() -> usize {
+    PURGE_DELAY_MS.load(Ordering::Relaxed)
+}
+
+/// Bytes of empty segments kept mapped for reuse.
+#[inline]
+pub fn retain_bytes() -> usize {
+    RETAIN_BYTES.load(Ordering::Relaxed)
+}
+
+/// Bytes of freed large blocks kept for reuse.
+#[inline]
+pub fn large_cache_bytes() -> usize {
+    LARGE_CACHE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Whether strict hardening is on.
+#[inline(always)]
+pub fn strict() -> bool {
+    STRICT.load(Ordering::Relaxed)
+}
+
+/// Read the environment once. Called from initialisation before the first block is handed
+/// out; cheap after the first call. Before libc has set up `environ` (a `malloc` from very
+/// early start-up), nothing is read and a later call tries again.
+pub fn load() {
+    if STATE.load(Ordering::Acquire) == LOADED {
+        return;
+    }
+    if !environ_ready() {
+        return;
+    }
+    if STATE
+        .compare_exchange(UNLOADED, LOADING, Ordering::Acquire, Ordering::Acquire)
+        .is_err()
+    {
+        // Another thread is loading (or has loaded): the defaults are valid meanwhile.
+        return;
+    }
+    if let Some(v) = env_bool(c"MAPALLOC_STATS", "MAPALLOC_STATS") {
+        STATS.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = env_num(
+        c"MAPALLOC_PURGE_DELAY_MS",
+        "MAPALLOC_PURGE_DELAY_MS",
+        MAX_DELAY_MS,
+    ) {
+        PURGE_DELAY_MS.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = env_num(c"MAPALLOC_RETAIN_MB", "MAPALLOC_RETAIN_MB", MAX_MB) {
+        RETAIN_BYTES.store(v << 20, Ordering::Relaxed);
+    }
+    if let Some(v) = env_num(
+        c"MAPALLOC_LARGE_CACHE_MB",
+        "MAPALLOC_LARGE_CACHE_MB",
+        MAX_MB,
+    ) {
+        LARGE_CACHE_BYTES.store(v << 20, Ordering::Relaxed);
+    }
+    if let Some(v) = env_bool(c"MAPALLOC_STRICT", "MAPALLOC_STRICT") {
+        STRICT.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = env_bool(c"MAPALLOC_VERBOSE", "MAPALLOC_VERBOSE") {
+        VERBOSE.store(v, Ordering::Relaxed);
+    }
+    STATE.store(LOADED, Ordering::Release);
+    if VERBOSE.load(Ordering::Relaxed) {
+        print_settings();
+    }
+}
+
+/// Settings a Rust program may choose in code; `None` keeps the environment's (or default)
+/// value. See [`crate::configure`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Print the statistics summary at exit (`MAPALLOC_STATS`).
+    pub stats_at_exit: Option<bool>,
+    /// Milliseconds before free memory is purged (`MAPALLOC_PURGE_DELAY_MS`), at most one
+    /// hour.
+    pub purge_delay_ms: Option<usize>,
+    /// Bytes of empty segments kept mapped (`MAPALLOC_RETAIN_MB`).
+    pub retain_bytes: Option<usize>,
+    /// Bytes of freed large blocks kept for reuse (`MAPALLOC_LARGE_CACHE_MB`).
+    pub large_cache_bytes: Option<usize>,
+    /// Strict hardening (`MAPALLOC_STRICT`); only before the first allocation.
+    pub strict: Option<bool>,
+    /// Print the effective settings when they are applied (`MAPALLOC_VERBOSE`).
+    pub verbose: Option<bool>,
+}
+
+/// Why [`crate::configure`] refused a setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `strict` can only change before the first allocation.
+    StrictAfterFirstAllocation,
+    /// `purge_delay_ms` above one hour.
+    PurgeDelayTooLong,
+}
+
+/// Apply `c` over the environment's settings. Nothing is applied when an error is returned.
+pub fn apply(c: &Config) -> Result<(), ConfigError> {
+    load();
+    if let Some(s) = c.strict {
+        if s != strict() && crate::init::started() {
+            return Err(ConfigError::StrictAfterFirstAllocation);
+        }
+    }
+    if c.purge_delay_ms.is_some_and(|d| d > MAX_DELAY_MS) {
+        return Err(ConfigError::PurgeDelayTooLong);
+    }
+    if let Some(v) = c.stats_at_exit {
+        STATS.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = c.purge_delay_ms {
+        PURGE_DELAY_MS.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = c.retain_bytes {
+        RETAIN_BYTES.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = c.large_cache_bytes {
+        LARGE_CACHE_BYTES.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = c.strict {
+        STRICT.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = c.verbose {
+        VERBOSE.store(v, Ordering::Relaxed);
+    }
+    if VERBOSE.load(Ordering::Relaxed) {
+        print_settings();
+    }
+    Ok(())
+}
+
+/// The settings in effect.
+pub fn current() -> Config {
+    load();
+    Config {
+        stats_at_exit: Some(stats_at_exit()),
+        purge_delay_ms: Some(purge_delay_ms()),
+        retain_bytes: Some(retain_bytes()),
+        large_cache_bytes: Some(large_cache_bytes()),
+        strict: Some(strict()),
+        verbose: Some(VERBOSE.load(Ordering::Relaxed)),
+    }
+}
+
+fn print_settings() {
+    let mut l = os::Line::new();
+    l.str("mapalloc: settings stats=")
+        .dec(stats_at_exit() as u64)
+        .str(" purge_delay_ms=")
+        .dec(purge_delay_ms() as u64)
+        .str(" retain_mb=")
+        .dec((retain_bytes() >> 20) as u64)
+        .str(" large_cache_mb=")
+        .dec((large_cache_bytes() >> 20) as u64)
+        .str(" strict=")
+        .dec(strict() as u64)
+        .str("\n")
+        .write();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing, without allocating.
+
+#[cfg(target_env = "gnu")]
+fn environ_ready() -> bool {
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: a pointer-sized variable libc owns; reading it is how getenv starts too.
+    !unsafe { core::ptr::read_volatile(&raw const environ) }.is_null()
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn environ_ready() -> bool {
+    true
+}
+
+/// The bytes of variable `name`, if set.
+fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; getenv does not allocate.
+    let v = unsafe { libc::getenv(name.as_ptr()) };
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returns a NUL-terminated string that lives as long as the environment
+    // entry (we read it now and keep nothing).
+    Some(unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes())
+}
+
+/// Parse a decimal number in `0..=max`, surrounding spaces allowed.
+pub fn parse_num(s: &[u8], max: usize) -> Option<usize> {
+    let s = s.trim_ascii();
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut v: usize = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as usize)?;
+    }
+    (v <= max).then_some(v)
+}
+
+/// Parse `0`/`1` (also `false`/`true`, `no`/`yes`, `off`/`on`, any case).
+pub fn parse_bool(s: &[u8]) -> Option<bool> {
+    let s = s.trim_ascii();
+    const TRUE: [&[u8]; 4] = [b"1", b"true", b"yes", b"on"];
+    const FALSE: [&[u8]; 4] = [b"0", b"false", b"no", b"off"];
+    if TRUE.iter().any(|t| s.eq_ignore_ascii_case(t)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| s.eq_ignore_ascii_case(f)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn env_num(name: &core::ffi::CStr, shown: &str, max: usize) -> Option<usize> {
+    let raw = env(name)?;
+    let v = parse_num(raw, max);
+    if v.is_none() {
+        warn(shown, raw, "a whole number from 0 to ", max as u64);
+    }
+    v
+}
+
+fn env_bool(name: &core::ffi::CStr, shown: &str) -> Option<bool> {
+    let raw = env(name)?;
+    let v = parse_bool(raw);
+    if v.is_none() {
+        warn(shown, raw, "0 or 1", u64::MAX);
+    }
+    v
+}
+
+/// `mapalloc: warning: MAPALLOC_X="value" is not <expected>; keeping the default`
+#[cold]
+fn warn(name: &str, raw: &[u8], expected: &str, max: u64) {
+    let mut l = os::Line::new();
+    l.str("mapalloc: warning: ")
+        .str(name)
+        .str("=\"")
+        .bytes(raw.get(..raw.len().min(64)).unwrap_or(raw))
+        .str("\" is not ")
+        .str(expected);
+    if max != u64::MAX {
+        l.dec(max);
+    }
+    l.str("; keeping the default\n").write();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_num(b"0", 10), Some(0));
+        assert_eq!(parse_num(b" 250 ", 1000), Some(250));
+        assert_eq!(parse_num(b"1001", 1000), None);
+        assert_eq!(parse_num(b"", 10), None);
+        assert_eq!(parse_num(b"-1", 10), None);
+        assert_eq!(parse_num(b"1e3", 10_000), None);
+        assert_eq!(parse_num(b"99999999999999999999999", usize::MAX), None);
+        assert_eq!(
+            parse_num(b"18446744073709551615", usize::MAX),
+            Some(usize::MAX)
+        );
+    }
+
+    #[test]
+    fn booleans() {
+        for t in [&b"1"[..], b"true", b"YES", b" on"] {
+            assert_eq!(parse_bool(t), Some(true), "{t:?}");
+        }
+        for f in [&b"0"[..], b"False", b"no", b"off "] {
+            assert_eq!(parse_bool(f), Some(false), "{f:?}");
+        }
+        for bad in [&b""[..], b"2", b"y", b"enable"] {
+            assert_eq!(parse_bool(bad), None, "{bad:?}");
+        }
+    }
+}
