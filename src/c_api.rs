@@ -20,7 +20,7 @@
 use core::ffi::c_void;
 
 use crate::stats::{self, summary};
-use crate::{alloc, large, os, segment, size_class};
+use crate::{alloc, heap, os, size_class};
 
 #[inline]
 fn set_errno(e: i32) {
@@ -177,9 +177,11 @@ pub unsafe fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { alloc::usable_size(p as *const u8) }
 }
 
-/// `malloc_trim`: give cached memory back to the OS now. Returns 1 if anything was released.
+/// `malloc_trim`: give back now everything releasable that this thread can reach safely (see
+/// [`crate::trim`]); `pad` is ignored (nothing is kept at a heap top). Returns 1 if anything
+/// was released.
 pub fn malloc_trim(_pad: usize) -> i32 {
-    let released = large::trim() + segment::trim_cache();
+    let released = heap::trim();
     (released > 0) as i32
 }
 

@@ -61,13 +61,22 @@ pub struct Heap {
     notify: AtomicPtr<Page>,
     /// Per kind: segments that still have unused pages (doubly linked).
     segs: [*mut Segment; NUM_KINDS],
-    /// Allocations and frees per class (owner writes with plain load+store; any thread may
-    /// read them for statistics).
+    /// Statistics per class, written by the owner with plain load+store (no atomic RMW) and
+    /// read by any thread. `allocs`: blocks this heap handed out; `frees`: blocks this thread
+    /// freed, whoever owned them; `remote_out`: the part of `frees` that went to another
+    /// heap; `remote_in`: blocks of this heap freed by others and collected. So the blocks of
+    /// this heap still out are `allocs - (frees - remote_out) - remote_in`, whose highest value
+    /// seen when a page fills up is `peak`.
     pub allocs: [AtomicU64; CLASS_SLOTS],
     pub frees: [AtomicU64; CLASS_SLOTS],
+    pub remote_out: [AtomicU64; CLASS_SLOTS],
+    pub remote_in: [AtomicU64; CLASS_SLOTS],
+    pub peak: [AtomicU64; CLASS_SLOTS],
     /// Registry of every heap ever created, and the abandoned stack.
     next_all: *mut Heap,
     next_abandoned: *mut Heap,
+    /// When the next purge is due (`os::now_ms`), 0 when nothing waits (owner only).
+    purge_due: u64,
 }
 
 /// Marks a thread whose exit hook has run.
@@ -292,6 +301,10 @@ const EXTEND_BYTES: usize = 4096;
 unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
     // SAFETY: the caller owns `h`; every page reached is owned by it.
     unsafe {
+        if (*h).purge_due != 0 {
+            purge_check(h);
+        }
+        note_peak(h, cls);
         if !(*h)
             .notify
             .load(crate::sync::atomic::Ordering::Relaxed)
@@ -322,6 +335,31 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
         queue_push_front(&mut (*h).queues[slot(cls)], page);
         extend(page);
         heap_alloc(h, cls)
+    }
+}
+
+/// Record the blocks of class `cls` this heap has out, if it is a new high.
+#[inline]
+unsafe fn note_peak(h: *mut Heap, cls: usize) {
+    let i = slot(cls);
+    // SAFETY: the caller owns `h`; the counters are its own.
+    let (a, f, ro, ri, pk) = unsafe {
+        let h = &*h;
+        (
+            &h.allocs[i],
+            &h.frees[i],
+            &h.remote_out[i],
+            &h.remote_in[i],
+            &h.peak[i],
+        )
+    };
+    let r = Ordering::Relaxed;
+    let out = a
+        .load(r)
+        .wrapping_sub(f.load(r).wrapping_sub(ro.load(r)))
+        .wrapping_sub(ri.load(r));
+    if out < (1 << 62) && out > pk.load(r) {
+        pk.store(out, r);
     }
 }
 
@@ -380,7 +418,7 @@ unsafe fn collect(page: *mut Page) {
         p.free = head;
         p.used -= count;
         let h = p.heap.load(Ordering::Relaxed);
-        bump(&(*h).frees[slot(p.class as usize)], count as u64);
+        bump(&(*h).remote_in[slot(p.class as usize)], count as u64);
     }
 }
 
@@ -442,7 +480,7 @@ unsafe fn fresh_page(h: *mut Heap, cls: usize) -> *mut Page {
         if !(*seg).has_free_pages() {
             seg_list_remove(h, seg);
         }
-        segment::init_page(&*seg, page, cls, bs);
+        segment::init_page(seg, page, cls, bs);
         page
     }
 }
@@ -484,10 +522,20 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
                 free_slow(h, page);
             }
         } else {
+            let cls = slot((*page).class as usize);
+            if h as usize > DONE as usize {
+                bump(&(*h).frees[cls], 1);
+                bump(&(*h).remote_out[cls], 1);
+            } else {
+                HEAPLESS_FREES[cls].fetch_add(1, Ordering::Relaxed);
+            }
             remote_free(page, b);
         }
     }
 }
+
+/// Frees by threads without a heap (they never allocated, or their exit hook ran), per class.
+pub static HEAPLESS_FREES: [AtomicU64; CLASS_SLOTS] = [const { AtomicU64::new(0) }; CLASS_SLOTS];
 
 #[cold]
 fn bad_free(s: &Segment, p: usize) -> ! {
@@ -517,6 +565,9 @@ pub unsafe fn usable_size(seg: *mut Segment, p: *mut u8) -> Option<usize> {
 unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page.
     unsafe {
+        if (*h).purge_due != 0 {
+            purge_check(h);
+        }
         if (*page).in_full {
             // A page already NOTIFIED stays on the notify stack; draining it copes with a page
             // that is back in its queue.
@@ -545,16 +596,176 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
             return;
         }
         queue_remove(q, page);
+        give_back(h, page);
+    }
+}
+
+/// Return an empty page, already off every list, to its segment, and the segment to the
+/// segment cache when it has no page left in use; schedule the purge of its memory.
+unsafe fn give_back(h: *mut Heap, page: *mut Page) {
+    // SAFETY: the caller owns `h` and the page, which is empty and on no list.
+    unsafe {
+        let now = os::now_ms();
+        (*page).freed_at = now;
         let seg = segment::segment_of_page(page);
         (*seg).return_page(page);
         if (*seg).used_pages == 0 {
             if (*seg).in_heap_list {
                 seg_list_remove(h, seg);
             }
-            segment::free(seg);
+            segment::free(seg, now);
         } else if !(*seg).in_heap_list {
             seg_list_push(h, seg);
         }
+        schedule_purge(h, now);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Giving memory back: free pages of a heap's segments, empty segments in the segment cache and
+// cached large blocks are purged once they have been free for the purge delay. There is no
+// background thread: the owner checks the deadline on its slow paths (`alloc_slow`,
+// `free_slow`), which a program that is still calling the allocator reaches soon enough, and
+// the fast path pays nothing. `MADV_DONTNEED` rather than `MADV_FREE`: the pages leave the
+// resident set at once, which is what users measure (MADV_FREE pages stay counted in RSS
+// until the kernel is short of memory), and a purged page reads as zero when reused.
+
+/// Note that something freed at `now` must be purged after the delay (owner only).
+///
+/// # Safety
+/// `h` is owned by the calling thread (or locked by it).
+unsafe fn schedule_purge(h: *mut Heap, now: u64) {
+    let due = now.saturating_add(crate::config::purge_delay_ms() as u64);
+    // SAFETY: per the contract.
+    unsafe {
+        if (*h).purge_due == 0 || due < (*h).purge_due {
+            (*h).purge_due = due;
+        }
+        if due <= now {
+            purge(h, now, false);
+        }
+    }
+}
+
+/// Note that this thread freed a large block at `now` (its cache decays like pages).
+pub fn large_freed(now: u64) {
+    let h = tls_heap();
+    if h as usize > DONE as usize {
+        // SAFETY: a pointer above DONE in our TLS is this thread's own heap.
+        unsafe { schedule_purge(h, now) };
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn purge_check(h: *mut Heap) {
+    let now = os::now_ms();
+    // SAFETY: the caller owns `h`.
+    unsafe {
+        if now >= (*h).purge_due {
+            purge(h, now, false);
+        }
+    }
+}
+
+/// Purge what has been free for the delay (everything when `all`): the heap's unused pages,
+/// the segment cache and the large-block cache. Returns the bytes given back.
+///
+/// # Safety
+/// `h` is owned by the calling thread (or locked by it, or abandoned and held under the pool
+/// lock).
+unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
+    let delay = crate::config::purge_delay_ms() as u64;
+    let cutoff = if all {
+        u64::MAX
+    } else {
+        now.saturating_sub(delay)
+    };
+    let mut next = u64::MAX;
+    let mut bytes = 0;
+    // SAFETY: the caller owns `h`; the segments on its lists are its own.
+    unsafe {
+        for k in 0..NUM_KINDS {
+            let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
+            while !seg.is_null() {
+                let (n, b) = (*seg).purge_pages(cutoff);
+                next = next.min(n);
+                bytes += b;
+                seg = (*seg).next;
+            }
+        }
+        next = next.min(segment::cache_decay(cutoff, &mut bytes));
+        next = next.min(crate::large::decay(cutoff, &mut bytes));
+        (*h).purge_due = if next == u64::MAX {
+            0
+        } else {
+            next.saturating_add(delay).max(1)
+        };
+    }
+    bytes
+}
+
+/// `malloc_trim`: give back everything this thread can reach safely: its own heap (empty pages
+/// it keeps for reuse included) and every abandoned heap, then the segment and large-block
+/// caches. Live threads' heaps are their owners' alone; they purge on their own schedule.
+/// Returns the bytes purged or unmapped.
+pub fn trim() -> usize {
+    let now = os::now_ms();
+    let mut bytes = 0;
+    let h = tls_heap();
+    if h as usize > DONE as usize {
+        // SAFETY: this thread's own heap.
+        bytes += unsafe { trim_heap(h, now) };
+    }
+    {
+        let pool = POOL.lock();
+        let mut a = pool.abandoned;
+        while !a.is_null() {
+            // SAFETY: an abandoned heap has no owner; holding the pool lock keeps anyone from
+            // adopting it meanwhile. Remote frees into its pages are atomic pushes that
+            // `trim_heap` copes with like the owner would.
+            unsafe {
+                bytes += trim_heap(a, now);
+                a = (*a).next_abandoned;
+            }
+        }
+    }
+    {
+        let b = BACKUP.lock();
+        if *b != 0 {
+            // SAFETY: the lock gives this thread exclusive use of the backup heap.
+            bytes += unsafe { trim_heap(*b as *mut Heap, now) };
+        }
+    }
+    bytes + segment::trim_cache() + crate::large::trim()
+}
+
+/// Collect remote frees, give every empty page back, purge all free pages of `h`.
+///
+/// # Safety
+/// As for [`purge`].
+unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
+    // SAFETY: per the contract, `h` and its pages are ours to manage.
+    unsafe {
+        drain_notify(h);
+        for c in 0..NUM_CLASSES {
+            let mut page = (*h).queues[slot(c)].first;
+            while !page.is_null() {
+                let next = (*page).next;
+                collect(page);
+                if (*page).used == 0
+                    && (*page)
+                        .full_state
+                        .load(crate::sync::atomic::Ordering::Relaxed)
+                        != NOTIFIED
+                {
+                    queue_remove(&mut (*h).queues[slot(c)], page);
+                    give_back(h, page);
+                }
+                page = next;
+            }
+        }
+        purge(h, now, true)
     }
 }
 

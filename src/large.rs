@@ -12,8 +12,11 @@
 //! **Cache.** A freed block stays mapped (its table entry says `Cached`) in a small FIFO so that
 //! a loop of large `malloc`/`free` costs no syscall; a later request reuses a cached block
 //! when it fits in it with at most 50% slack and the alignment holds. Freeing a cached block
-//! again is reported as a double free. The cache is bounded by count and bytes; the oldest
-//! entry is unmapped first.
+//! again is reported as a double free. The cache is bounded by count and bytes
+//! (`MAPALLOC_LARGE_CACHE_MB`); the oldest entry is unmapped first, and an entry cached for
+//! longer than the purge delay (`MAPALLOC_PURGE_DELAY_MS`) is unmapped by [`decay`], which the
+//! freeing thread's heap runs on its purge schedule; every large `free` also evicts what is past
+//! the delay.
 //!
 //! **Growth.** `realloc` to a larger size first uses the slack of the block's pages; beyond
 //! that it reserves a new guarded range and moves the pages there with `mremap`, so the data is
@@ -46,16 +49,15 @@ const EMPTY: Entry = Entry {
     state: State::Empty,
 };
 
-const CACHE_MAX: usize = 16;
-/// Bytes of freed large blocks kept mapped for reuse.
-const CACHE_MAX_BYTES: usize = 128 << 20;
+const CACHE_MAX: usize = 32;
 
 struct Large {
     table: *mut Entry,
     cap: usize,
     len: usize,
-    /// Cached blocks (addresses), oldest first.
+    /// Cached blocks (addresses), oldest first, and when each was freed (`os::now_ms`).
     cache: [usize; CACHE_MAX],
+    cache_time: [u64; CACHE_MAX],
     cache_len: usize,
     cache_bytes: usize,
     live_bytes: usize,
@@ -71,6 +73,7 @@ static LARGE: SpinLock<Large> = SpinLock::new(Large {
     cap: 0,
     len: 0,
     cache: [0; CACHE_MAX],
+    cache_time: [0; CACHE_MAX],
     cache_len: 0,
     cache_bytes: 0,
     live_bytes: 0,
@@ -120,6 +123,10 @@ impl Large {
         }
         let mut i = hash(e.addr, self.cap);
         while self.get(i).state != State::Empty {
+            if self.get(i).addr == e.addr {
+                // Two blocks at one address: the mappings and the table disagree.
+                internal();
+            }
             i = (i + 1) & (self.cap - 1);
         }
         *self.slot(i) = e;
@@ -198,11 +205,20 @@ impl Large {
         *self.cache.get(k).unwrap_or_else(|| internal())
     }
 
-    fn cache_push(&mut self, addr: usize) {
-        *self
-            .cache
-            .get_mut(self.cache_len)
-            .unwrap_or_else(|| internal()) = addr;
+    /// Take the oldest cached block out of the cache and the table: (address, usable).
+    fn evict_oldest(&mut self) -> (usize, usize) {
+        let old = self.cached(0);
+        self.cache_remove(0);
+        let j = self.find(old).unwrap_or_else(|| internal());
+        let usable = self.get(j).usable;
+        self.remove_at(j);
+        (old, usable)
+    }
+
+    fn cache_push(&mut self, addr: usize, now: u64) {
+        let n = self.cache_len;
+        *self.cache.get_mut(n).unwrap_or_else(|| internal()) = addr;
+        *self.cache_time.get_mut(n).unwrap_or_else(|| internal()) = now;
         self.cache_len += 1;
     }
 
@@ -210,7 +226,9 @@ impl Large {
         let addr = self.cached(k);
         for j in k + 1..self.cache_len {
             let a = self.cached(j);
+            let t = *self.cache_time.get(j).unwrap_or_else(|| internal());
             *self.cache.get_mut(j - 1).unwrap_or_else(|| internal()) = a;
+            *self.cache_time.get_mut(j - 1).unwrap_or_else(|| internal()) = t;
         }
         self.cache_len -= 1;
         let i = self.find(addr).unwrap_or_else(|| internal());
@@ -335,37 +353,62 @@ pub fn free(p: *mut u8, size: usize) {
     }
     l.live_bytes -= e.usable;
     l.frees += 1;
-    if e.usable <= CACHE_MAX_BYTES / 4 {
-        // Make room: evict the oldest blocks until this one fits.
+    let max_bytes = crate::config::large_cache_bytes();
+    let now = os::now_ms();
+    if e.usable <= max_bytes / 4 && !crate::config::strict() {
+        // Make room: evict the oldest blocks until this one fits, and those past the delay.
+        let cutoff = now.saturating_sub(crate::config::purge_delay_ms() as u64);
         let mut evicted = [(0usize, 0usize); CACHE_MAX];
         let mut n_ev = 0;
         while l.cache_len > 0
-            && (l.cache_len == CACHE_MAX || l.cache_bytes + e.usable > CACHE_MAX_BYTES)
+            && (l.cache_len == CACHE_MAX
+                || l.cache_bytes + e.usable > max_bytes
+                || l.cache_time[0] <= cutoff)
         {
-            let old = l.cached(0);
-            let j = l.find(old).unwrap_or_else(|| internal());
-            let usable = l.get(j).usable;
-            l.cache_remove(0);
-            let j = l.find(old).unwrap_or_else(|| internal());
-            l.remove_at(j);
-            *evicted.get_mut(n_ev).unwrap_or_else(|| internal()) = (old, usable);
+            *evicted.get_mut(n_ev).unwrap_or_else(|| internal()) = l.evict_oldest();
             n_ev += 1;
         }
         let i = l.find(addr).unwrap_or_else(|| internal());
         l.slot(i).state = State::Cached;
-        l.cache_push(addr);
+        l.cache_push(addr, now);
         l.cache_bytes += e.usable;
         drop(l);
         for &(a, u) in evicted.get(..n_ev).unwrap_or(&[]) {
             // SAFETY: evicted blocks are out of the table and dead.
             unsafe { unmap(a, u) };
         }
+        crate::heap::large_freed(now);
         return;
     }
     l.remove_at(i);
     drop(l);
     // SAFETY: removed from the table; the caller's pointer was the last reference.
     unsafe { unmap(addr, e.usable) };
+}
+
+/// Unmap the cached blocks freed at or before `cutoff`; add their bytes to `*bytes`. Returns
+/// when the oldest block left was freed (`u64::MAX` when the cache is empty).
+pub fn decay(cutoff: u64, bytes: &mut usize) -> u64 {
+    let mut evicted = [(0usize, 0usize); CACHE_MAX];
+    let mut n_ev = 0;
+    let next = {
+        let mut l = LARGE.lock();
+        while l.cache_len > 0 && l.cache_time[0] <= cutoff {
+            *evicted.get_mut(n_ev).unwrap_or_else(|| internal()) = l.evict_oldest();
+            n_ev += 1;
+        }
+        if l.cache_len > 0 {
+            l.cache_time[0]
+        } else {
+            u64::MAX
+        }
+    };
+    for &(a, u) in evicted.get(..n_ev).unwrap_or(&[]) {
+        // SAFETY: evicted blocks are out of the table and dead.
+        unsafe { unmap(a, u) };
+        *bytes += u;
+    }
+    next
 }
 
 /// Usable size of a live large block, or `None` if `p` is not one.
@@ -424,13 +467,10 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         unsafe { os::release(target.sub(g), new_usable + 2 * g) };
         return ptr::null_mut();
     }
-    // Only the two old guards are still ours: the pages between them moved away, and another
-    // thread's mapping may already have been placed in that hole.
-    // SAFETY: the guards are our PROT_NONE mappings, holding nothing.
-    unsafe {
-        os::release((addr - g) as *mut u8, g);
-        os::release((addr + e.usable) as *mut u8, g);
-    }
+    // Re-key the table before the old guards go: while they stand, nothing new can be mapped
+    // at `addr` itself (a mapping in the hole needs its own front guard inside it), so the old
+    // entry cannot be confused with another block's. Releasing the guards first let another
+    // thread map a block exactly at `addr` and its entry be removed in place of ours.
     let mut l = LARGE.lock();
     let i = l.find(addr).unwrap_or_else(|| internal());
     l.remove_at(i);
@@ -440,44 +480,46 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         usable: new_usable,
         state: State::Live,
     });
+    drop(l);
     if !ok {
         // The table could not grow; the block cannot be tracked. Treat as out of memory:
         // nothing reasonable can be returned, so this is fatal rather than silent.
-        drop(l);
         os::fatal("mapalloc: out of memory for large-block metadata");
+    }
+    // Only the two old guards are still ours: the pages between them moved away.
+    // SAFETY: the guards are our PROT_NONE mappings, holding nothing.
+    unsafe {
+        os::release((addr - g) as *mut u8, g);
+        os::release((addr + e.usable) as *mut u8, g);
     }
     target
 }
 
-/// Counters: (live bytes, cached bytes, allocations, frees).
-pub fn counters() -> (usize, usize, u64, u64) {
+/// Counters of the large-block layer.
+pub struct Counters {
+    pub live_bytes: usize,
+    pub cached_bytes: usize,
+    pub allocs: u64,
+    pub frees: u64,
+    /// Blocks mapped (live and cached), each with two guard pages.
+    pub blocks: usize,
+}
+
+pub fn counters() -> Counters {
     let l = LARGE.lock();
-    (l.live_bytes, l.cache_bytes, l.allocs, l.frees)
+    Counters {
+        live_bytes: l.live_bytes,
+        cached_bytes: l.cache_bytes,
+        allocs: l.allocs,
+        frees: l.frees,
+        blocks: l.len,
+    }
 }
 
 /// Unmap every cached block. Returns the bytes released.
 pub fn trim() -> usize {
-    let mut freed = [(0usize, 0usize); CACHE_MAX];
-    let mut n = 0;
-    {
-        let mut l = LARGE.lock();
-        while l.cache_len > 0 {
-            let addr = l.cached(0);
-            let j = l.find(addr).unwrap_or_else(|| internal());
-            let usable = l.get(j).usable;
-            l.cache_remove(0);
-            let j = l.find(addr).unwrap_or_else(|| internal());
-            l.remove_at(j);
-            *freed.get_mut(n).unwrap_or_else(|| internal()) = (addr, usable);
-            n += 1;
-        }
-    }
     let mut bytes = 0;
-    for &(a, u) in freed.get(..n).unwrap_or(&[]) {
-        // SAFETY: out of the table and dead.
-        unsafe { unmap(a, u) };
-        bytes += u;
-    }
+    decay(u64::MAX, &mut bytes);
     bytes
 }
 

@@ -56,7 +56,7 @@ mod tls;
 
 pub use config::{Config, ConfigError};
 pub use global::MapAlloc;
-pub use stats::Stats;
+pub use stats::{ClassStats, Stats};
 
 /// Choose settings in code (the same as the `MAPALLOC_*` environment variables, which it
 /// overrides); fields left `None` keep their current value. Call it before the first
@@ -70,6 +70,14 @@ pub fn configure(c: &Config) -> Result<(), ConfigError> {
 /// The settings in effect (after the environment was read).
 pub fn config() -> Config {
     config::current()
+}
+
+/// Give memory back to the OS now (what `malloc_trim(0)` does): the calling thread's free
+/// pages, those of exited threads' heaps, the empty-segment cache and the large-block cache are
+/// purged or unmapped. Other live threads' free pages are theirs alone; they purge them on their
+/// own schedule (`MAPALLOC_PURGE_DELAY_MS`). Returns the bytes released. Never allocates.
+pub fn trim() -> usize {
+    heap::trim()
 }
 
 /// A snapshot of mapalloc's counters (allocations, live bytes, mapped memory, syscalls).

@@ -24,6 +24,8 @@ pub(crate) struct SyscallCounts {
     pub mprotect: AtomicUsize,
     pub madvise: AtomicUsize,
     pub mremap: AtomicUsize,
+    /// Bytes given back with `purge` (cumulative).
+    pub purged_bytes: AtomicUsize,
 }
 
 pub(crate) static SYSCALLS: SyscallCounts = SyscallCounts {
@@ -32,6 +34,7 @@ pub(crate) static SYSCALLS: SyscallCounts = SyscallCounts {
     mprotect: AtomicUsize::new(0),
     madvise: AtomicUsize::new(0),
     mremap: AtomicUsize::new(0),
+    purged_bytes: AtomicUsize::new(0),
 };
 
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
@@ -206,6 +209,7 @@ fn mprotect_result(r: i32) -> bool {
 pub unsafe fn purge(addr: *mut u8, len: usize) {
     check_range(addr, len);
     SYSCALLS.madvise.fetch_add(1, Relaxed);
+    SYSCALLS.purged_bytes.fetch_add(len, Relaxed);
     let saved = errno();
     // SAFETY: the caller guarantees the range is ours and holds nothing live.
     let r = unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) };
@@ -326,6 +330,21 @@ pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     user
+}
+
+/// Milliseconds of `CLOCK_MONOTONIC_COARSE` (a vDSO read, no syscall; resolution of a few
+/// milliseconds), never 0. The clock of the purge decay.
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the coarse monotonic clock always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1000)
+        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
+        .max(1)
 }
 
 /// Write `msg` to stderr with `write(2)`: no allocation, no formatting machinery.

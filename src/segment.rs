@@ -99,6 +99,9 @@ pub struct Page {
     pub block_size: u32,
     pub class: u8,
     pub in_use: bool,
+    /// The page's memory may be resident: it was used since the segment was mapped or since
+    /// it was last purged (owner only).
+    pub dirty: bool,
     /// On the heap's full list rather than its class queue (owner only).
     pub in_full: bool,
     /// See `remote`: NOT_FULL, FULL or NOTIFIED.
@@ -114,6 +117,8 @@ pub struct Page {
     /// Links in the heap's class queue or full list, or the segment's free-page stack.
     pub next: *mut Page,
     pub prev: *mut Page,
+    /// When the page was last returned to its segment (`os::now_ms`; owner only).
+    pub freed_at: u64,
 }
 
 /// The segment header, at the base of every segment.
@@ -135,6 +140,8 @@ pub struct Segment {
     pub next: *mut Segment,
     pub prev: *mut Segment,
     pub in_heap_list: bool,
+    /// Bytes of this segment that may be resident: the metadata plus every dirty page.
+    dirty_bytes: usize,
     pub pages: [Page; MAX_PAGES],
 }
 
@@ -182,12 +189,17 @@ fn segmap_set(base: usize, on: bool) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Segment cache: whole free segments kept mapped for reuse by any heap.
+// Segment cache: whole free segments kept mapped for reuse by any heap, up to the retained
+// budget (`MAPALLOC_RETAIN_MB`). A cached segment's dirty pages are purged once it has been
+// cached for the purge delay; beyond the budget, segments are unmapped.
 
-const SEGMENT_CACHE_MAX: usize = 16;
+/// Most segments the cache can hold, whatever the budget (1 GiB).
+const SEGMENT_CACHE_MAX: usize = 256;
 
 struct SegCache {
     segs: [*mut Segment; SEGMENT_CACHE_MAX],
+    /// When each segment was cached (`os::now_ms`), in the same order: oldest first.
+    since: [u64; SEGMENT_CACHE_MAX],
     len: usize,
 }
 
@@ -196,41 +208,119 @@ unsafe impl Send for SegCache {}
 
 static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
     segs: [ptr::null_mut(); SEGMENT_CACHE_MAX],
+    since: [0; SEGMENT_CACHE_MAX],
     len: 0,
 });
 
+impl SegCache {
+    fn get(&self, k: usize) -> (*mut Segment, u64) {
+        match (self.segs.get(k), self.since.get(k)) {
+            (Some(&s), Some(&t)) => (s, t),
+            _ => os::internal("segment cache"),
+        }
+    }
+
+    fn push(&mut self, seg: *mut Segment, now: u64) -> bool {
+        let n = self.len;
+        match (self.segs.get_mut(n), self.since.get_mut(n)) {
+            (Some(s), Some(t)) => {
+                *s = seg;
+                *t = now;
+                self.len += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Take the most recently cached segment (the one most likely still resident).
+    fn pop(&mut self) -> *mut Segment {
+        if self.len == 0 {
+            return ptr::null_mut();
+        }
+        self.len -= 1;
+        self.get(self.len).0
+    }
+}
+
 /// Segments currently mapped (in use or cached).
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
+/// Segments in the cache.
+static CACHED: AtomicUsize = AtomicUsize::new(0);
+/// Sum of `dirty_bytes` over mapped segments: segment memory that may be resident.
+static COMMITTED: AtomicUsize = AtomicUsize::new(0);
 
 pub fn mapped_segments() -> usize {
     MAPPED.load(Ordering::Relaxed)
+}
+
+pub fn cached_segments() -> usize {
+    CACHED.load(Ordering::Relaxed)
+}
+
+/// Bytes of segment memory that may be resident (metadata and pages used since their last
+/// purge).
+pub fn committed_bytes() -> usize {
+    COMMITTED.load(Ordering::Relaxed)
+}
+
+/// Guard bytes of one segment.
+pub fn guard_bytes_per_segment() -> usize {
+    let (meta_end, data_start) = layout();
+    data_start - meta_end + os::page_size()
 }
 
 /// Unmap every cached segment; returns the bytes released.
 pub fn trim_cache() -> usize {
     let mut n = 0;
     loop {
-        let seg = {
-            let mut c = SEG_CACHE.lock();
-            if c.len == 0 {
-                break;
-            }
-            c.len -= 1;
-            *c.segs
-                .get(c.len)
-                .unwrap_or_else(|| os::internal("segment cache"))
-        };
+        let seg = SEG_CACHE.lock().pop();
+        if seg.is_null() {
+            break;
+        }
+        CACHED.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: popped from the cache: ours alone, nothing live.
+        n += unsafe { (*seg).dirty_bytes };
         release(seg);
-        n += SEGMENT_SIZE;
     }
     n
+}
+
+/// Purge the dirty pages of segments cached at or before `cutoff`; returns when the oldest
+/// segment still dirty was cached (`u64::MAX` if none), and adds the bytes purged to
+/// `*purged`.
+pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
+    if CACHED.load(Ordering::Relaxed) == 0 {
+        return u64::MAX;
+    }
+    let mut next = u64::MAX;
+    // Purging under the lock: other threads wait only when they need the cache itself, and
+    // this runs at most once per purge delay.
+    let c = SEG_CACHE.lock();
+    for k in 0..c.len {
+        let (seg, since) = c.get(k);
+        // SAFETY: cached segments are ours alone while the lock is held.
+        let s = unsafe { &mut *seg };
+        if s.dirty_bytes <= layout().0 {
+            continue;
+        }
+        if since <= cutoff {
+            *purged += s.purge_pages(u64::MAX).1;
+        } else {
+            next = next.min(since);
+        }
+    }
+    next
 }
 
 fn release(seg: *mut Segment) {
     segmap_set(seg as usize, false);
     MAPPED.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: callers pass a segment of ours with nothing live, on no list, known to no heap.
-    unsafe { os::release(seg.cast(), SEGMENT_SIZE) };
+    unsafe {
+        COMMITTED.fetch_sub((*seg).dirty_bytes, Ordering::Relaxed);
+        os::release(seg.cast(), SEGMENT_SIZE);
+    }
 }
 
 /// Take the segment-cache lock before `fork` (see `init`).
@@ -260,17 +350,7 @@ fn layout() -> (usize, usize) {
 /// Map a fresh segment (or take a cached one) for `heap`, set up for pages of `kind`.
 /// Null when out of memory.
 pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
-    let cached = {
-        let mut c = SEG_CACHE.lock();
-        if c.len > 0 {
-            c.len -= 1;
-            *c.segs
-                .get(c.len)
-                .unwrap_or_else(|| os::internal("segment cache"))
-        } else {
-            ptr::null_mut()
-        }
-    };
+    let cached = SEG_CACHE.lock().pop();
     let seg = if cached.is_null() {
         let base = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
         if base.is_null() {
@@ -290,8 +370,13 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         }
         segmap_set(base as usize, true);
         MAPPED.fetch_add(1, Ordering::Relaxed);
-        base as *mut Segment
+        COMMITTED.fetch_add(meta_end, Ordering::Relaxed);
+        let seg = base as *mut Segment;
+        // SAFETY: fresh zeroed metadata of our own segment.
+        unsafe { (*seg).dirty_bytes = meta_end };
+        seg
     } else {
+        CACHED.fetch_sub(1, Ordering::Relaxed);
         cached
     };
     // SAFETY: `seg` is a segment of ours that no heap uses: its header is ours to (re)write.
@@ -323,10 +408,21 @@ unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
     s.prev = ptr::null_mut();
     s.in_heap_list = false;
     s.free_pages = ptr::null_mut();
+    // A reused segment may change kind, and with it the page geometry: if any data may be
+    // resident, count every page as dirty (the purge sorts it out page by page).
+    let meta_end = layout().0;
+    let dirty = s.dirty_bytes > meta_end;
+    if dirty {
+        let full = meta_end + (data_end - data_start);
+        COMMITTED.fetch_add(full - s.dirty_bytes, Ordering::Relaxed);
+        s.dirty_bytes = full;
+    }
     // Push pages in reverse so that the lowest address is handed out first.
     for i in (first_page..num_pages).rev() {
         let page = &mut s.pages[i];
         page.in_use = false;
+        page.dirty = dirty;
+        page.freed_at = 0;
         page.heap.store(heap, Ordering::Relaxed);
         page.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
         page.full_state.store(NOT_FULL, Ordering::Relaxed);
@@ -340,13 +436,12 @@ unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
 ///
 /// # Safety
 /// `seg` belongs to the calling heap, has `used_pages == 0`, and is on no heap list.
-pub unsafe fn free(seg: *mut Segment) {
+pub unsafe fn free(seg: *mut Segment, now: u64) {
+    let budget = crate::config::retain_bytes() / SEGMENT_SIZE;
     {
         let mut c = SEG_CACHE.lock();
-        if c.len < SEGMENT_CACHE_MAX {
-            let n = c.len;
-            c.segs[n] = seg;
-            c.len += 1;
+        if c.len < budget && c.push(seg, now) {
+            CACHED.fetch_add(1, Ordering::Relaxed);
             return;
         }
     }
@@ -377,6 +472,46 @@ impl Segment {
         }
         self.free_pages = page;
         self.used_pages -= 1;
+    }
+
+    /// Purge the unused dirty pages freed at or before `cutoff`, adjacent ones with one call.
+    /// Returns (when the oldest unused dirty page left was freed, or `u64::MAX`; bytes
+    /// purged).
+    ///
+    /// Only the owner of the segment (or the holder of the cache lock, for a cached one) may
+    /// call this.
+    pub fn purge_pages(&mut self, cutoff: u64) -> (u64, usize) {
+        let mut next = u64::MAX;
+        let mut total = 0;
+        let mut run: Option<(usize, usize)> = None;
+        for i in self.first_page as usize..self.num_pages as usize {
+            let (lo, hi) = self.page_bounds(i);
+            let Some(page) = self.pages.get_mut(i) else {
+                break;
+            };
+            let purge_it = !page.in_use && page.dirty && page.freed_at <= cutoff;
+            if !page.in_use && page.dirty && !purge_it {
+                next = next.min(page.freed_at);
+            }
+            if purge_it {
+                page.dirty = false;
+            }
+            run = match (run, purge_it) {
+                (Some((a, b)), true) if b == lo => Some((a, hi)),
+                (r, true) => {
+                    total += purge_range(r);
+                    Some((lo, hi))
+                }
+                (r, false) => {
+                    total += purge_range(r);
+                    None
+                }
+            };
+        }
+        total += purge_range(run);
+        self.dirty_bytes -= total;
+        COMMITTED.fetch_sub(total, Ordering::Relaxed);
+        (next, total)
     }
 
     pub fn has_free_pages(&self) -> bool {
@@ -412,13 +547,35 @@ impl Segment {
     }
 }
 
+/// `madvise` away one run of unused pages; returns its length.
+fn purge_range(r: Option<(usize, usize)>) -> usize {
+    match r {
+        Some((lo, hi)) if hi > lo => {
+            // SAFETY: the run covers unused pages of a segment of ours, holding nothing live.
+            unsafe { os::purge(lo as *mut u8, hi - lo) };
+            hi - lo
+        }
+        _ => 0,
+    }
+}
+
 /// Set up an unused page of `seg` for blocks of `block_size` bytes of class `class`.
 ///
 /// # Safety
 /// `page` was just taken from `seg` by its owner.
-pub unsafe fn init_page(seg: &Segment, page: *mut Page, class: usize, block_size: usize) {
-    let idx = (page as usize - seg.pages.as_ptr() as usize) / core::mem::size_of::<Page>();
-    let (lo, hi) = seg.page_bounds(idx);
+pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_size: usize) {
+    // SAFETY: the caller owns the segment and the unused page; the shared borrows below end
+    // before the page is borrowed mutably.
+    let (lo, hi, heap) = unsafe {
+        let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
+        let (lo, hi) = (*seg).page_bounds(idx);
+        if !(*page).dirty {
+            (*page).dirty = true;
+            (*seg).dirty_bytes += hi - lo;
+            COMMITTED.fetch_add(hi - lo, Ordering::Relaxed);
+        }
+        (lo, hi, (*seg).heap)
+    };
     // SAFETY: the caller owns the unused page.
     let p = unsafe { &mut *page };
     p.free = ptr::null_mut();
@@ -432,7 +589,7 @@ pub unsafe fn init_page(seg: &Segment, page: *mut Page, class: usize, block_size
     p.start = lo as *mut u8;
     p.next = ptr::null_mut();
     p.prev = ptr::null_mut();
-    p.heap.store(seg.heap, Ordering::Relaxed);
+    p.heap.store(heap, Ordering::Relaxed);
     p.thread_free.store(ptr::null_mut(), Ordering::Relaxed);
     p.full_state.store(NOT_FULL, Ordering::Relaxed);
     debug_assert!(p.capacity > 0);
