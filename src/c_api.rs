@@ -261,9 +261,15 @@ pub fn stats_print() {
 }
 
 /// Print the summary at exit when `MAPALLOC_STATS` (or [`crate::configure`]) asks for it.
-pub fn exit_report() {
+pub extern "C" fn exit_report() {
     crate::config::load();
     if crate::config::stats_at_exit() {
         stats_print();
     }
 }
+
+/// Runs [`exit_report`] when the process exits (or the library is unloaded), for both faces:
+/// an entry of `.fini_array` needs no registration, which could allocate.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static EXIT_REPORT: extern "C" fn() = exit_report;

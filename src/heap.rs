@@ -116,6 +116,10 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
 /// The heap used by threads that allocate after their exit hook ran.
 static BACKUP: SpinLock<usize> = SpinLock::new(0);
 
+/// The earliest purge deadline among abandoned heaps (0: none). Their owners are gone, so the
+/// live threads' purge checks do their purging (see [`purge_abandoned`]).
+static ABANDONED_DUE: AtomicU64 = AtomicU64::new(0);
+
 const HEAP_CHUNK: usize = 256 * 1024;
 
 fn pool_acquire() -> *mut Heap {
@@ -177,7 +181,10 @@ pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
     }
     let mut pool = POOL.lock();
     // SAFETY: the exiting thread owned `h` and has let go of it (TLS says DONE).
-    unsafe { (*h).next_abandoned = pool.abandoned };
+    unsafe {
+        (*h).next_abandoned = pool.abandoned;
+        note_abandoned_due((*h).purge_due);
+    }
     pool.abandoned = h;
     pool.abandoned_count += 1;
     pool.live -= 1;
@@ -301,7 +308,7 @@ const EXTEND_BYTES: usize = 4096;
 unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
     // SAFETY: the caller owns `h`; every page reached is owned by it.
     unsafe {
-        if (*h).purge_due != 0 {
+        if (*h).purge_due != 0 || ABANDONED_DUE.load(Ordering::Relaxed) != 0 {
             purge_check(h);
         }
         note_peak(h, cls);
@@ -565,9 +572,6 @@ pub unsafe fn usable_size(seg: *mut Segment, p: *mut u8) -> Option<usize> {
 unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page.
     unsafe {
-        if (*h).purge_due != 0 {
-            purge_check(h);
-        }
         if (*page).in_full {
             // A page already NOTIFIED stays on the notify stack; draining it copes with a page
             // that is back in its queue.
@@ -576,6 +580,10 @@ unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
         }
         if (*page).used == 0 {
             retire(h, page);
+        }
+        // Last: a purge may give the page back (and its segment with it).
+        if (*h).purge_due != 0 || ABANDONED_DUE.load(Ordering::Relaxed) != 0 {
+            purge_check(h);
         }
     }
 }
@@ -603,9 +611,22 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
 /// Return an empty page, already off every list, to its segment, and the segment to the
 /// segment cache when it has no page left in use; schedule the purge of its memory.
 unsafe fn give_back(h: *mut Heap, page: *mut Page) {
+    let now = os::now_ms();
+    // SAFETY: per our contract.
+    unsafe {
+        return_page(h, page, now);
+        schedule_purge(h, now);
+    }
+}
+
+/// [`give_back`] without scheduling the purge; the page counts as freed at `freed_at`.
+///
+/// # Safety
+/// As for [`give_back`].
+unsafe fn return_page(h: *mut Heap, page: *mut Page, freed_at: u64) {
     // SAFETY: the caller owns `h` and the page, which is empty and on no list.
     unsafe {
-        let now = os::now_ms();
+        let now = freed_at;
         (*page).freed_at = now;
         let seg = segment::segment_of_page(page);
         (*seg).return_page(page);
@@ -617,7 +638,6 @@ unsafe fn give_back(h: *mut Heap, page: *mut Page) {
         } else if !(*seg).in_heap_list {
             seg_list_push(h, seg);
         }
-        schedule_purge(h, now);
     }
 }
 
@@ -662,10 +682,48 @@ unsafe fn purge_check(h: *mut Heap) {
     let now = os::now_ms();
     // SAFETY: the caller owns `h`.
     unsafe {
-        if now >= (*h).purge_due {
+        if (*h).purge_due != 0 && now >= (*h).purge_due {
             purge(h, now, false);
         }
     }
+    let due = ABANDONED_DUE.load(Ordering::Relaxed);
+    if due != 0 && now >= due {
+        purge_abandoned(now);
+    }
+}
+
+/// Lower the abandoned heaps' purge deadline to `due` (0: nothing due). Under the pool lock.
+fn note_abandoned_due(due: u64) {
+    let cur = ABANDONED_DUE.load(Ordering::Relaxed);
+    if due != 0 && (cur == 0 || due < cur) {
+        ABANDONED_DUE.store(due, Ordering::Relaxed);
+    }
+}
+
+/// Purge the abandoned heaps whose deadline has passed, for the threads that left them. Skips
+/// the work (a later check retries) when the pool lock is busy: a slow path never waits here.
+#[cold]
+fn purge_abandoned(now: u64) {
+    let Some(pool) = POOL.try_lock() else {
+        return;
+    };
+    let mut due = 0;
+    let mut a = pool.abandoned;
+    while !a.is_null() {
+        // SAFETY: an abandoned heap has no owner and the pool lock keeps it from being adopted
+        // meanwhile; remote frees into its pages are atomic pushes, as for its owner.
+        unsafe {
+            if (*a).purge_due != 0 && now >= (*a).purge_due {
+                purge(a, now, false);
+            }
+            let d = (*a).purge_due;
+            if d != 0 && (due == 0 || d < due) {
+                due = d;
+            }
+            a = (*a).next_abandoned;
+        }
+    }
+    ABANDONED_DUE.store(due, Ordering::Relaxed);
 }
 
 /// Purge what has been free for the delay (everything when `all`): the heap's unused pages,
@@ -685,6 +743,7 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
     let mut bytes = 0;
     // SAFETY: the caller owns `h`; the segments on its lists are its own.
     unsafe {
+        retire_kept_pages(h);
         for k in 0..NUM_KINDS {
             let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
             while !seg.is_null() {
@@ -738,6 +797,36 @@ pub fn trim() -> usize {
         }
     }
     bytes + segment::trim_cache() + crate::large::trim()
+}
+
+/// Give back the empty pages that [`retire`] kept as the only page of their class (so that a
+/// loop of one malloc and free does not map and unmap a page each time). A purge runs at most
+/// once per delay, so a page in such a loop is given back, purged and refetched at most that
+/// often, while an idle heap does not keep one resident page per class for ever.
+///
+/// # Safety
+/// As for [`purge`].
+unsafe fn retire_kept_pages(h: *mut Heap) {
+    // SAFETY: per the contract, `h` and its pages are ours to manage.
+    unsafe {
+        for c in 0..NUM_CLASSES {
+            let q = &mut (*h).queues[slot(c)];
+            let page = q.first;
+            if page.is_null()
+                || q.last != page
+                || (*page).used != 0
+                || (*page)
+                    .full_state
+                    .load(crate::sync::atomic::Ordering::Relaxed)
+                    == NOTIFIED
+            {
+                continue;
+            }
+            queue_remove(q, page);
+            // Counted as long free, so that this pass purges it.
+            return_page(h, page, 1);
+        }
+    }
 }
 
 /// Collect remote frees, give every empty page back, purge all free pages of `h`.

@@ -54,12 +54,3 @@ export!(malloc_trim, mapalloc_malloc_trim => fn(pad: usize) -> c_int = c_api::ma
 export!(mallinfo => fn() -> Mallinfo = c_api::mallinfo);
 export!(mallinfo2 => fn() -> Mallinfo2 = c_api::mallinfo2);
 export!(malloc_stats, mapalloc_stats_print => fn() = c_api::stats_print);
-
-extern "C" fn exit_report() {
-    c_api::exit_report();
-}
-
-/// Runs when the library is unloaded or the process exits: the summary of `MAPALLOC_STATS=1`.
-#[used]
-#[unsafe(link_section = ".fini_array")]
-static EXIT_REPORT: extern "C" fn() = exit_report;
