@@ -77,6 +77,8 @@ pub struct Heap {
     next_abandoned: *mut Heap,
     /// When the next purge is due (`os::now_ms`), 0 when nothing waits (owner only).
     purge_due: u64,
+    /// Slow-path calls, so that only every [`PURGE_CHECK_EVERY`]th one reads the clock.
+    slow_ticks: u32,
 }
 
 /// Marks a thread whose exit hook has run.
@@ -308,7 +310,7 @@ const EXTEND_BYTES: usize = 4096;
 unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
     // SAFETY: the caller owns `h`; every page reached is owned by it.
     unsafe {
-        if (*h).purge_due != 0 || ABANDONED_DUE.load(Ordering::Relaxed) != 0 {
+        if purge_tick(h) {
             purge_check(h);
         }
         note_peak(h, cls);
@@ -582,7 +584,7 @@ unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
             retire(h, page);
         }
         // Last: a purge may give the page back (and its segment with it).
-        if (*h).purge_due != 0 || ABANDONED_DUE.load(Ordering::Relaxed) != 0 {
+        if purge_tick(h) {
             purge_check(h);
         }
     }
@@ -676,6 +678,31 @@ pub fn large_freed(now: u64) {
     }
 }
 
+/// Whether this slow-path call should check the purge deadline: something is waiting to be
+/// purged, and this is every [`PURGE_CHECK_EVERY`]th call (the clock costs more than the rest
+/// of a slow path that only retires an empty page, as in a malloc/free loop).
+///
+/// # Safety
+/// `h` is owned by the calling thread.
+#[inline(always)]
+unsafe fn purge_tick(h: *mut Heap) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*h).purge_due == 0 && ABANDONED_DUE.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        (*h).slow_ticks = (*h).slow_ticks.wrapping_add(1);
+        (*h).slow_ticks % PURGE_CHECK_EVERY == 0
+    }
+}
+
+/// See [`purge_tick`].
+const PURGE_CHECK_EVERY: u32 = 8;
+
+/// Purge this heap and the abandoned heaps if their deadlines have passed.
+///
+/// # Safety
+/// `h` is owned by the calling thread.
 #[cold]
 #[inline(never)]
 unsafe fn purge_check(h: *mut Heap) {

@@ -488,6 +488,84 @@ fn settings_under_preload() {
     );
 }
 
+/// Instructions per operation of the fast path, as `valgrind --tool=callgrind` counts them in
+/// `tests/c/fast_path.c` (each includes about three instructions of loop): a budget that fails
+/// the test when a change makes the fast path grow. The README's performance section shows
+/// the measured values next to the peers'.
+const FAST_PATH_BUDGET: [(&str, &str, u64); 3] = [
+    ("measure_pairs", "malloc + free of one 48-byte block", 150),
+    ("measure_malloc", "malloc of 48 bytes (100k live)", 60),
+    ("measure_free", "free of 48 bytes (100k live)", 70),
+];
+
+#[test]
+fn fast_path_instruction_budget() {
+    if !have_tools(&["valgrind", "callgrind_annotate"]) {
+        return;
+    }
+    let Some(bin) = compile("fast_path.c", &[]) else {
+        return;
+    };
+    let dir = fresh_dir("callgrind");
+    let mut cmd = Command::new("valgrind");
+    cmd.arg("--tool=callgrind")
+        .arg("--trace-children=yes")
+        .arg(format!(
+            "--callgrind-out-file={}",
+            dir.join("cg.%p").display()
+        ))
+        .arg("--toggle-collect=measure_*")
+        .arg("env")
+        .arg(format!("LD_PRELOAD={}", library().shared.display()))
+        .arg(&bin);
+    run_plain(&mut cmd, "callgrind fast_path")
+        .assert_success()
+        .assert_ok_line();
+    let n = 100_000u64;
+    let mut per_op = Vec::new();
+    for entry in fs::read_dir(&dir).expect("read callgrind dir") {
+        let path = entry.expect("dir entry").path();
+        let annotated = run_plain(
+            Command::new("callgrind_annotate")
+                .arg("--inclusive=yes")
+                .arg(&path),
+            "callgrind_annotate",
+        );
+        annotated.assert_success();
+        for line in annotated.stdout.lines() {
+            let Some((count, rest)) = line.trim_start().split_once(' ') else {
+                continue;
+            };
+            let Some(name) = FAST_PATH_BUDGET
+                .iter()
+                .map(|b| b.0)
+                .find(|f| rest.contains(&format!(":{f} ")))
+            else {
+                continue;
+            };
+            let Ok(count) = count.replace(',', "").parse::<u64>() else {
+                continue;
+            };
+            per_op.push((name, count / n));
+        }
+    }
+    let mut failures = Vec::new();
+    for (func, what, budget) in FAST_PATH_BUDGET {
+        let got = per_op
+            .iter()
+            .find(|(f, _)| *f == func)
+            .unwrap_or_else(|| panic!("no callgrind count for {func}: {per_op:?}"))
+            .1;
+        eprintln!("fast path: {what}: {got} instructions (budget {budget})");
+        if got > budget {
+            failures.push(format!("{what}: {got} instructions > budget {budget}"));
+        }
+    }
+    if env::var_os("MAPALLOC_TEST_PRELOAD_LIB").is_none() {
+        assert!(failures.is_empty(), "fast path over budget: {failures:?}");
+    }
+}
+
 #[test]
 fn header_static() {
     if !have_tools(&["cc"]) {
