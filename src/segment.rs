@@ -360,8 +360,12 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         let ps = os::page_size();
         // SAFETY: the guards lie inside the segment just mapped, in regions that hold no data.
         let ok = unsafe {
-            os::guard(base.add(meta_end), data_start - meta_end)
-                && os::guard(base.add(SEGMENT_SIZE - ps), ps)
+            os::guard_pair(
+                base.add(meta_end),
+                data_start - meta_end,
+                base.add(SEGMENT_SIZE - ps),
+                ps,
+            )
         };
         if !ok {
             // SAFETY: our own fresh mapping.
