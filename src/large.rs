@@ -51,7 +51,7 @@ const EMPTY: Entry = Entry {
 };
 
 const CACHE_MAX: usize = 32;
-/// Addresses of the last blocks unmapped (see [`Large::released`]).
+/// Addresses of the last blocks unmapped (see `Large::released`).
 const RELEASED_MAX: usize = 64;
 
 struct Large {

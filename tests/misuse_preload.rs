@@ -86,9 +86,12 @@ const CASES: &[(&str, Expect)] = &[
     ),
     ("guard_large_overflow", FaultAt),
     ("guard_large_overflow_mlocked", FaultAt),
+    ("guard_large_after_mremap", FaultAt),
+    ("guard_large_reused", FaultAt),
     ("guard_large_underflow", FaultAt),
     ("guard_segment_overflow", FaultAt),
     ("guard_segment_underflow", FaultWithin),
+    ("guard_segment_after_purge", FaultAt),
 ];
 
 /// Compiles tests/c/misuse/<name>.c into target/misuse-tests/<tag>/<name>.
@@ -238,7 +241,10 @@ cases! {
     sized_free_too_large
     guard_large_overflow
     guard_large_overflow_mlocked
+    guard_large_after_mremap
+    guard_large_reused
     guard_large_underflow
     guard_segment_overflow
     guard_segment_underflow
+    guard_segment_after_purge
 }
