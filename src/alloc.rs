@@ -139,8 +139,13 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
 #[inline(never)]
 fn misuse(freed: &str, invalid: &str, p: usize) -> ! {
     let was_freed = match segment::segment_of(p) {
-        // SAFETY: `seg` is a mapped segment of ours; only its metadata is read.
-        Some(seg) => unsafe { (*seg).held_block(p) },
+        // A segment may have been mapped where a large block was unmapped (see
+        // `heap::bad_free`).
+        Some(seg) => {
+            // SAFETY: `seg` is a mapped segment of ours; only its metadata is read.
+            let held = unsafe { (*seg).held_block(p) };
+            held || large::was_freed(p as *const u8)
+        }
         None => large::was_freed(p as *const u8),
     };
     os::fatal_ptr(if was_freed { freed } else { invalid }, p)

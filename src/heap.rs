@@ -28,10 +28,10 @@
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::os;
 use crate::remote::{self, Block, NOTIFIED};
 use crate::segment::{self, Kind, NUM_KINDS, Page, Segment};
 use crate::size_class::{NUM_CLASSES, class_size};
+use crate::{large, os};
 
 /// Per-class arrays have a power-of-two length and are indexed with `slot(class)`, so no
 /// index can be out of bounds and no bounds-check panic (which would run the panic hook,
@@ -546,7 +546,9 @@ pub static HEAPLESS_FREES: [AtomicU64; CLASS_SLOTS] = [const { AtomicU64::new(0)
 
 #[cold]
 fn bad_free(s: &Segment, p: usize) -> ! {
-    if s.held_block(p) {
+    // A large block's address range, once unmapped, can be taken by a new segment: its ring
+    // of recently unmapped blocks still knows the pointer.
+    if s.held_block(p) || large::was_freed(p as *const u8) {
         os::fatal_ptr("double free of", p);
     }
     os::fatal_ptr("invalid free of", p);

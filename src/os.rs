@@ -11,7 +11,8 @@
 //!   is fatal: one line on stderr written with `write(2)`, then `abort()`.
 //! - Nothing here allocates, formats or panics: these functions run inside `malloc`.
 //!
-//! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback), and
+//! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback; two
+//!   at once with [`guard_pair`]), and
 //!   guarded ranges are laid out by one helper, [`map_guarded`].
 //!
 //! Each syscall is counted (relaxed atomic increments; a syscall costs far more) so that the
