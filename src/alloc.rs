@@ -82,7 +82,11 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     };
     match u {
         Some(u) => u,
-        None => os::fatal_ptr("usable size of invalid or freed pointer", p as usize),
+        None => misuse(
+            "malloc_usable_size of freed pointer",
+            "malloc_usable_size of invalid pointer",
+            p as usize,
+        ),
     }
 }
 
@@ -99,7 +103,11 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
         None => large::usable_size(p),
     };
     let Some(usable) = usable else {
-        os::fatal_ptr("realloc of invalid or freed pointer", p as usize);
+        misuse(
+            "realloc of freed pointer",
+            "realloc of invalid pointer",
+            p as usize,
+        );
     };
     if seg.is_some() {
         // In place while the request still fits the class and does not waste over half of it.
@@ -122,4 +130,23 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
         free(p, 0);
     }
     q
+}
+
+/// Abort on a use of `p`, which is not a live block: with `freed` when it was a block of ours
+/// that has been freed (from the segment's page descriptors or the large-block table and its
+/// ring of recently unmapped blocks), else with `invalid`. Nothing in front of `p` is read.
+#[cold]
+#[inline(never)]
+fn misuse(freed: &str, invalid: &str, p: usize) -> ! {
+    let was_freed = match segment::segment_of(p) {
+        // A segment may have been mapped where a large block was unmapped (see
+        // `heap::bad_free`).
+        Some(seg) => {
+            // SAFETY: `seg` is a mapped segment of ours; only its metadata is read.
+            let held = unsafe { (*seg).held_block(p) };
+            held || large::was_freed(p as *const u8)
+        }
+        None => large::was_freed(p as *const u8),
+    };
+    os::fatal_ptr(if was_freed { freed } else { invalid }, p)
 }

@@ -82,7 +82,7 @@ pub unsafe fn free_sized(p: *mut c_void, size: usize) {
 pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     if !p.is_null() && align.is_power_of_two() && (p as usize) % align != 0 {
         os::fatal_ptr(
-            "free_aligned_sized of a block without that alignment:",
+            "free_aligned_sized with an alignment the block lacks at",
             p as usize,
         );
     }

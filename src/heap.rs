@@ -28,10 +28,10 @@
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::os;
 use crate::remote::{self, Block, NOTIFIED};
 use crate::segment::{self, Kind, NUM_KINDS, Page, Segment};
 use crate::size_class::{NUM_CLASSES, class_size};
+use crate::{large, os};
 
 /// Per-class arrays have a power-of-two length and are indexed with `slot(class)`, so no
 /// index can be out of bounds and no bounds-check panic (which would run the panic hook,
@@ -295,6 +295,9 @@ fn bump(c: &AtomicU64, n: u64) {
 /// Set the live bit of the block at `p` (owner only).
 #[inline(always)]
 fn mark_live(p: usize) {
+    if !os::HARDENED {
+        return;
+    }
     let seg = (p & !segment::SEGMENT_MASK) as *const Segment;
     // SAFETY: `p` is a block of a segment of ours.
     let (w, bit) = unsafe { (*seg).bit(p) };
@@ -414,12 +417,14 @@ unsafe fn collect(page: *mut Page) {
                     p.start as usize,
                 );
             }
-            let (w, bit) = seg.bit(b as usize);
-            let v = w.load(Ordering::Relaxed);
-            if v & bit == 0 {
-                os::fatal_ptr("double free of", b as usize);
+            if os::HARDENED {
+                let (w, bit) = seg.bit(b as usize);
+                let v = w.load(Ordering::Relaxed);
+                if v & bit == 0 {
+                    os::fatal_ptr("double free of", b as usize);
+                }
+                w.store(v & !bit, Ordering::Relaxed);
             }
-            w.store(v & !bit, Ordering::Relaxed);
             tail = b;
             b = (*b).next;
         }
@@ -509,7 +514,7 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
         let s = &*seg;
         let (w, bit) = s.bit(p as usize);
         let v = w.load(Ordering::Relaxed);
-        if v & bit == 0 || (p as usize) & 15 != 0 {
+        if os::HARDENED && (v & bit == 0 || (p as usize) & 15 != 0) {
             bad_free(s, p as usize);
         }
         let page = s.pages.as_ptr().add(s.page_index(p as usize)) as *mut Page;
@@ -522,7 +527,9 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
         let b = p as *mut Block;
         let h = tls_heap();
         if (*page).heap.load(Ordering::Relaxed) == h {
-            w.store(v & !bit, Ordering::Relaxed);
+            if os::HARDENED {
+                w.store(v & !bit, Ordering::Relaxed);
+            }
             (*b).next = (*page).free;
             (*page).free = b;
             (*page).used -= 1;
@@ -548,8 +555,9 @@ pub static HEAPLESS_FREES: [AtomicU64; CLASS_SLOTS] = [const { AtomicU64::new(0)
 
 #[cold]
 fn bad_free(s: &Segment, p: usize) -> ! {
-    let page = &s.pages[s.page_index(p)];
-    if p & 15 == 0 && segment::is_block_start(page, p) {
+    // A large block's address range, once unmapped, can be taken by a new segment: its ring
+    // of recently unmapped blocks still knows the pointer.
+    if s.held_block(p) || large::was_freed(p as *const u8) {
         os::fatal_ptr("double free of", p);
     }
     os::fatal_ptr("invalid free of", p);
@@ -563,7 +571,7 @@ pub unsafe fn usable_size(seg: *mut Segment, p: *mut u8) -> Option<usize> {
     // SAFETY: `seg` is a mapped segment of ours.
     let s = unsafe { &*seg };
     let (w, bit) = s.bit(p as usize);
-    if w.load(Ordering::Relaxed) & bit == 0 || (p as usize) & 15 != 0 {
+    if os::HARDENED && (w.load(Ordering::Relaxed) & bit == 0 || (p as usize) & 15 != 0) {
         return None;
     }
     Some(s.pages[s.page_index(p as usize)].block_size as usize)

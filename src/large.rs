@@ -1,8 +1,9 @@
 //! Large blocks: requests above the largest size class (or with an alignment above 64 KiB).
 //!
-//! Each large block is its own mapping, built by [`os::map_guarded`] with a
-//! `PROT_NONE` guard page directly before and after it: an overflow or underflow off the block
-//! faults at once.
+//! Each large block is mapped by [`os::map_guarded`] with a guard page directly before and
+//! after it: an overflow or underflow off the block faults at once. With guard markers
+//! (Linux 6.13+) the guards split no mapping, so blocks mapped next to each other share one
+//! entry of `/proc/self/maps` and thousands of live blocks stay far below `vm.max_map_count`.
 //!
 //! Large blocks are found from their address in a hash table (open addressing, linear probing,
 //! backward-shift deletion) held in mapped memory under one spin lock. A pointer that is in
@@ -50,6 +51,8 @@ const EMPTY: Entry = Entry {
 };
 
 const CACHE_MAX: usize = 32;
+/// Addresses of the last blocks unmapped (see `Large::released`).
+const RELEASED_MAX: usize = 64;
 
 struct Large {
     table: *mut Entry,
@@ -60,6 +63,11 @@ struct Large {
     cache_time: [u64; CACHE_MAX],
     cache_len: usize,
     cache_bytes: usize,
+    /// Ring of the addresses of the last blocks unmapped (or moved away by `resize`): a free
+    /// of one of them is reported as a double free, not as an invalid free, even after the
+    /// block left the cache. An address mapped again is found in the table first.
+    released: [usize; RELEASED_MAX],
+    released_next: usize,
     live_bytes: usize,
     allocs: u64,
     frees: u64,
@@ -76,6 +84,8 @@ static LARGE: SpinLock<Large> = SpinLock::new(Large {
     cache_time: [0; CACHE_MAX],
     cache_len: 0,
     cache_bytes: 0,
+    released: [0; RELEASED_MAX],
+    released_next: 0,
     live_bytes: 0,
     allocs: 0,
     frees: 0,
@@ -200,6 +210,21 @@ impl Large {
         self.len -= 1;
     }
 
+    /// Remember that the block at `addr` was freed and is no longer in the table.
+    fn note_released(&mut self, addr: usize) {
+        let k = self.released_next % RELEASED_MAX;
+        *self.released.get_mut(k).unwrap_or_else(|| internal()) = addr;
+        self.released_next = self.released_next.wrapping_add(1);
+    }
+
+    /// Whether `addr` is not a live block but was one: cached, or recently unmapped.
+    fn was_freed(&self, addr: usize) -> bool {
+        match self.find(addr) {
+            Some(i) => self.get(i).state != State::Live,
+            None => addr != 0 && self.released.contains(&addr),
+        }
+    }
+
     /// The `k`th cached block (`k < cache_len`).
     fn cached(&self, k: usize) -> usize {
         *self.cache.get(k).unwrap_or_else(|| internal())
@@ -212,6 +237,7 @@ impl Large {
         let j = self.find(old).unwrap_or_else(|| internal());
         let usable = self.get(j).usable;
         self.remove_at(j);
+        self.note_released(old);
         (old, usable)
     }
 
@@ -242,10 +268,10 @@ fn internal() -> ! {
     os::internal("large-block table inconsistent")
 }
 
-/// The guard size: one OS page.
+/// The guard size: one OS page (none in the `unhardened` measurement build).
 #[inline]
 fn guard() -> usize {
-    os::page_size()
+    os::guard_size()
 }
 
 /// Allocate a large block of at least `size` bytes aligned to `align` (a power of two; values
@@ -338,15 +364,19 @@ unsafe fn unmap(addr: usize, usable: usize) {
 pub fn free(p: *mut u8, size: usize) {
     let addr = p as usize;
     let mut l = LARGE.lock();
-    let Some(i) = l.find(addr) else {
+    let Some(i) = l.find(addr).filter(|&i| l.get(i).state == State::Live) else {
+        let freed = l.was_freed(addr);
         drop(l);
-        os::fatal_ptr("invalid free of", addr);
+        os::fatal_ptr(
+            if freed {
+                "double free of"
+            } else {
+                "invalid free of"
+            },
+            addr,
+        );
     };
     let e = l.get(i);
-    if e.state != State::Live {
-        drop(l);
-        os::fatal_ptr("double free of", addr);
-    }
     if size > e.usable {
         drop(l);
         os::fatal_ptr("sized free with a size larger than the block at", addr);
@@ -381,6 +411,7 @@ pub fn free(p: *mut u8, size: usize) {
         return;
     }
     l.remove_at(i);
+    l.note_released(addr);
     drop(l);
     // SAFETY: removed from the table; the caller's pointer was the last reference.
     unsafe { unmap(addr, e.usable) };
@@ -411,6 +442,12 @@ pub fn decay(cutoff: u64, bytes: &mut usize) -> u64 {
     next
 }
 
+/// Whether `p`, which is not a live large block, was one that has been freed (it is cached,
+/// or among the last blocks unmapped): the difference between a double and an invalid free.
+pub fn was_freed(p: *const u8) -> bool {
+    LARGE.lock().was_freed(p as usize)
+}
+
 /// Usable size of a live large block, or `None` if `p` is not one.
 pub fn usable_size(p: *const u8) -> Option<usize> {
     let l = LARGE.lock();
@@ -433,15 +470,19 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let l = LARGE.lock();
-    let Some(i) = l.find(addr) else {
+    let Some(i) = l.find(addr).filter(|&i| l.get(i).state == State::Live) else {
+        let freed = l.was_freed(addr);
         drop(l);
-        os::fatal_ptr("realloc of invalid pointer", addr);
+        os::fatal_ptr(
+            if freed {
+                "realloc of freed pointer"
+            } else {
+                "realloc of invalid pointer"
+            },
+            addr,
+        );
     };
     let e = l.get(i);
-    if e.state != State::Live {
-        drop(l);
-        os::fatal_ptr("realloc of freed pointer", addr);
-    }
     if new_usable <= e.usable {
         // Shrinking: keep the block when it stays at least half used; otherwise let the
         // caller move it to a smaller home.
@@ -459,8 +500,8 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     if target.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: `p`'s usable part is one mapping of ours (its guards are separate mappings);
-    // the target lies inside the reservation just made.
+    // SAFETY: `p`'s usable part holds only this block's pages; the target lies inside the
+    // reservation just made.
     let moved = unsafe { os::remap_to(p, e.usable, new_usable, target) };
     if !moved {
         // SAFETY: our own unused reservation.
@@ -474,6 +515,7 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let mut l = LARGE.lock();
     let i = l.find(addr).unwrap_or_else(|| internal());
     l.remove_at(i);
+    l.note_released(addr);
     l.live_bytes += new_usable - e.usable;
     let ok = l.insert(Entry {
         addr: target as usize,
@@ -487,10 +529,12 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         os::fatal("mapalloc: out of memory for large-block metadata");
     }
     // Only the two old guards are still ours: the pages between them moved away.
-    // SAFETY: the guards are our PROT_NONE mappings, holding nothing.
-    unsafe {
-        os::release((addr - g) as *mut u8, g);
-        os::release((addr + e.usable) as *mut u8, g);
+    if g != 0 {
+        // SAFETY: the guards are ours, holding nothing.
+        unsafe {
+            os::release((addr - g) as *mut u8, g);
+            os::release((addr + e.usable) as *mut u8, g);
+        }
     }
     target
 }

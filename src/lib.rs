@@ -21,7 +21,8 @@
 //!   another thread (atomic push on the page's remote-free list, collected by the owner).
 //! - **Large block**: a request above the largest class, mapped on its own between two
 //!   guard pages.
-//! - **Guard**: `PROT_NONE` memory that faults when touched.
+//! - **Guard**: memory that faults when touched: guard markers (`MADV_GUARD_INSTALL`), or
+//!   `PROT_NONE` where the kernel has none (see `os::guard`).
 //!
 //! # Layers (each uses only the ones below it)
 //! `global` / `c_api` → `alloc` → `heap` → `segment` / `large` → `os`, with `size_class`,

@@ -11,11 +11,15 @@
 //!   is fatal: one line on stderr written with `write(2)`, then `abort()`.
 //! - Nothing here allocates, formats or panics: these functions run inside `malloc`.
 //!
+//! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback; two
+//!   at once with [`guard_pair`]), and
+//!   guarded ranges are laid out by one helper, [`map_guarded`].
+//!
 //! Each syscall is counted (relaxed atomic increments; a syscall costs far more) so that the
 //! statistics and the benchmarks can report syscalls per operation.
 
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 /// Syscall counters, by kind.
 pub(crate) struct SyscallCounts {
@@ -164,12 +168,12 @@ pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
     start as *mut u8
 }
 
-/// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): a guard. Its pages are given back to
-/// the kernel too (a guard never holds data).
+/// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): the fallback of [`guard`]. Its pages
+/// are given back to the kernel too (a guard never holds data).
 ///
 /// # Safety
 /// The range must be memory mapped by this allocator that holds no live data.
-pub unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
+unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
     check_range(addr, len);
     SYSCALLS.mprotect.fetch_add(1, Relaxed);
     // SAFETY: the caller guarantees the range is ours and holds nothing live.
@@ -177,11 +181,11 @@ pub unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
     mprotect_result(r)
 }
 
-/// Make `[addr, addr+len)` readable and writable (open a guard or a reservation).
+/// Make `[addr, addr+len)` readable and writable (open a reservation).
 ///
 /// # Safety
 /// The range must be memory mapped by this allocator.
-pub unsafe fn protect_rw(addr: *mut u8, len: usize) -> bool {
+unsafe fn protect_rw(addr: *mut u8, len: usize) -> bool {
     check_range(addr, len);
     SYSCALLS.mprotect.fetch_add(1, Relaxed);
     // SAFETY: the caller guarantees the range is ours.
@@ -246,10 +250,11 @@ pub unsafe fn release(addr: *mut u8, len: usize) {
 /// Move or resize the mapping `[old, old+old_len)` to `new_len` bytes placed exactly at
 /// `target` (`MREMAP_MAYMOVE | MREMAP_FIXED`), without copying: the kernel moves the page
 /// tables. Whatever was mapped at `[target, target+new_len)` is replaced. Grown parts read as
-/// zero. Returns false when the kernel has no memory for it (the old mapping is then intact).
+/// zero. Returns false when the kernel has no memory for it or `old` is not a single mapping
+/// (the old mapping is then intact).
 ///
 /// # Safety
-/// Both ranges must belong to this allocator; `old` must be a single mapping.
+/// Both ranges must belong to this allocator; `old` holds one block's pages only.
 pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mut u8) -> bool {
     check_range(old, old_len);
     check_range(target, new_len);
@@ -267,7 +272,10 @@ pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mu
     };
     if p == libc::MAP_FAILED {
         let e = errno();
-        if e == libc::ENOMEM || e == libc::EAGAIN {
+        // EFAULT: the old range is not one mapping. It always is for the blocks mapped here,
+        // but with guard markers neighbouring blocks share mappings, so rather than trust the
+        // kernel's merging rules, let the caller copy instead.
+        if e == libc::ENOMEM || e == libc::EAGAIN || e == libc::EFAULT {
             set_errno(saved);
             return false;
         }
@@ -277,11 +285,148 @@ pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mu
     true
 }
 
-/// Reserve `[ret - guard, ret + usable + guard)` as `PROT_NONE`, with `ret` aligned to `align`
-/// (a power of two; anything up to the page size means page alignment): the one helper that
-/// lays out guarded ranges. Nothing is accessible yet; [`map_guarded`] opens the middle, and
-/// `large` moves pages into it with [`remap_to`]. Null when out of address space.
-pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
+/// Whether default hardening is compiled in. Only the measurement build (cargo feature
+/// `unhardened`) turns it off: no guards, no live-block bitmap, no misuse checks.
+pub const HARDENED: bool = !cfg!(feature = "unhardened");
+
+/// `madvise` advice of Linux 6.13 (`include/uapi/asm-generic/mman-common.h`), not yet in
+/// every version of the `libc` crate: install *guard markers* in the page tables of a range.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// What the kernel said to guard markers: not tried yet, accepted, or refused (`EINVAL`).
+const MARKERS_UNKNOWN: u8 = 0;
+const MARKERS_YES: u8 = 1;
+const MARKERS_NO: u8 = 2;
+static MARKERS: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
+
+/// Whether guards are made with guard markers (see [`guard`]); false once the kernel refused
+/// them. Until the first guard is installed the answer is optimistic.
+#[inline]
+pub fn guard_markers() -> bool {
+    MARKERS.load(Relaxed) != MARKERS_NO
+}
+
+/// Bytes of one guard: one OS page, or nothing in the `unhardened` measurement build.
+#[inline]
+pub fn guard_size() -> usize {
+    if HARDENED { page_size() } else { 0 }
+}
+
+/// Make `[addr, addr+len)` a guard: any access faults with `SIGSEGV`. The one helper every
+/// guard goes through.
+///
+/// It installs guard markers with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): page-table
+/// entries that fault on access *without* splitting the mapping, so a guard costs no entry
+/// against `vm.max_map_count` and guarded blocks mapped next to each other merge into one
+/// mapping. The kernel keeps the markers through `MADV_DONTNEED` (the purge), `fork` and
+/// `mremap` (they move with the page tables; the allocator only ever moves the usable part),
+/// and `munmap` removes them. Where the kernel refuses markers (`EINVAL`: a kernel before
+/// 6.13, or a mapping locked by `mlockall(MCL_FUTURE)`), the range is made `PROT_NONE` with
+/// `mprotect` instead, which splits the mapping, and later guards go straight to `mprotect`.
+/// False when the kernel has no memory for it (`ENOMEM`, e.g. at `vm.max_map_count`).
+///
+/// # Safety
+/// The range must be memory mapped by this allocator that holds no live data (its contents
+/// are discarded).
+pub unsafe fn guard(addr: *mut u8, len: usize) -> bool {
+    if !HARDENED {
+        return true;
+    }
+    check_range(addr, len);
+    if guard_markers() {
+        SYSCALLS.madvise.fetch_add(1, Relaxed);
+        let saved = errno();
+        // SAFETY: the caller guarantees the range is ours and holds nothing live.
+        let r = unsafe { libc::madvise(addr.cast(), len, MADV_GUARD_INSTALL) };
+        if r == 0 {
+            MARKERS.store(MARKERS_YES, Relaxed);
+            return true;
+        }
+        let e = errno();
+        set_errno(saved);
+        match e {
+            libc::EINVAL => MARKERS.store(MARKERS_NO, Relaxed),
+            // Installing markers allocates page tables.
+            libc::ENOMEM | libc::EAGAIN => return false,
+            _ => fatal_errno(
+                "mapalloc: madvise(MADV_GUARD_INSTALL) failed unexpectedly",
+                e,
+            ),
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { protect_none(addr, len) }
+}
+
+/// `PIDFD_SELF` (Linux 6.15): a pidfd argument meaning "the calling process", with no file
+/// descriptor to open (and for the program to close behind our back).
+const PIDFD_SELF: libc::c_int = -10000;
+
+/// Whether `process_madvise(PIDFD_SELF, ...)` installs markers: unknown, yes, or no.
+static VECTORED: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
+
+/// Make two ranges guards, as [`guard`] does for each, with one syscall where the kernel
+/// allows it: `process_madvise(PIDFD_SELF, [a, b], MADV_GUARD_INSTALL)` (Linux 6.15+). A
+/// guarded block then costs what it cost with `mprotect`: one `mmap` and one call. When the
+/// kernel refuses that call, or advised only part, falls back to [`guard`] for each range
+/// (installing a marker twice is harmless).
+///
+/// # Safety
+/// As for [`guard`], for both ranges.
+pub unsafe fn guard_pair(a: *mut u8, a_len: usize, b: *mut u8, b_len: usize) -> bool {
+    if HARDENED && guard_markers() && VECTORED.load(Relaxed) != MARKERS_NO {
+        check_range(a, a_len);
+        check_range(b, b_len);
+        let iov = [
+            libc::iovec {
+                iov_base: a.cast(),
+                iov_len: a_len,
+            },
+            libc::iovec {
+                iov_base: b.cast(),
+                iov_len: b_len,
+            },
+        ];
+        SYSCALLS.madvise.fetch_add(1, Relaxed);
+        let saved = errno();
+        // SAFETY: the caller guarantees both ranges are ours and hold nothing live; `iov` is
+        // a valid array of two iovecs for the duration of the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                PIDFD_SELF,
+                iov.as_ptr(),
+                2usize,
+                MADV_GUARD_INSTALL,
+                0usize,
+            )
+        };
+        if r >= 0 && r as usize == a_len + b_len {
+            VECTORED.store(MARKERS_YES, Relaxed);
+            MARKERS.store(MARKERS_YES, Relaxed);
+            return true;
+        }
+        if r < 0 {
+            match errno() {
+                libc::ENOMEM | libc::EAGAIN => {
+                    set_errno(saved);
+                    return false;
+                }
+                // Older kernels: no such syscall (ENOSYS), no PIDFD_SELF (EBADF), advice not
+                // allowed (EINVAL, EPERM). `guard` finds out what works on its own.
+                _ => VECTORED.store(MARKERS_NO, Relaxed),
+            }
+        }
+        set_errno(saved);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { guard(a, a_len) && guard(b, b_len) }
+}
+
+/// Map `[ret - guard, ret + usable + guard)` with `ret` aligned to `align` (a power of two;
+/// anything up to the page size means page alignment), unmapping the alignment slack around
+/// it; `rw` as for [`map`]. Null when out of memory or address space.
+fn map_around(usable: usize, guard: usize, align: usize, rw: bool) -> *mut u8 {
     let ps = page_size();
     let align = align.max(ps);
     let Some(total) = guard
@@ -291,7 +436,7 @@ pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
     else {
         return ptr::null_mut();
     };
-    let base = map(total, false) as usize;
+    let base = map(total, rw) as usize;
     if base == 0 {
         return ptr::null_mut();
     }
@@ -300,7 +445,7 @@ pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
     let tail_start = user + usable + guard;
     let tail = base + total - tail_start;
     // SAFETY: the alignment slack before the front guard and after the back guard is part of
-    // our fresh reservation and holds nothing.
+    // our fresh mapping and holds nothing.
     unsafe {
         if head != 0 {
             release(base as *mut u8, head);
@@ -312,14 +457,32 @@ pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
     user as *mut u8
 }
 
-/// Map `usable` bytes read-write, aligned to `align`, with a `PROT_NONE` guard of `guard`
-/// bytes directly before and after (see [`reserve_guarded`]). Returns the start of the usable
-/// part, or null when out of memory (nothing stays mapped then).
+/// Map `usable` bytes read-write, aligned to `align`, with a guard of `guard` bytes (a
+/// multiple of the page size, possibly 0) directly before and after: the one helper that lays
+/// out guarded ranges. Returns the start of the usable part, or null when out of memory
+/// (nothing stays mapped then).
 ///
-/// One `PROT_NONE` reservation and one `mprotect` of the middle (plus up to two `munmap`s of
-/// alignment slack): two syscalls and three mappings in the common case.
+/// With guard markers: one read-write mapping and one `process_madvise` call (two `madvise`
+/// calls before Linux 6.15), and the result is a single mapping that may even merge with its
+/// neighbours. Without them: one `PROT_NONE`
+/// reservation whose middle is opened with `mprotect` (three mappings). Plus up to two
+/// `munmap`s of alignment slack.
 pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
-    let user = reserve_guarded(usable, guard, align);
+    if guard == 0 || guard_markers() {
+        let user = map_around(usable, guard, align, true);
+        if user.is_null() || guard == 0 {
+            return user;
+        }
+        // SAFETY: both guards lie inside the fresh mapping just made and hold nothing.
+        let ok = unsafe { guard_pair(user.sub(guard), guard, user.add(usable), guard) };
+        if !ok {
+            // SAFETY: the whole mapping is ours and unused.
+            unsafe { release(user.sub(guard), usable + 2 * guard) };
+            return ptr::null_mut();
+        }
+        return user;
+    }
+    let user = map_around(usable, guard, align, false);
     if user.is_null() {
         return user;
     }
@@ -330,6 +493,17 @@ pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     user
+}
+
+/// As [`map_guarded`], for a range whose middle will be replaced at once with [`remap_to`]:
+/// without guard markers the middle is left `PROT_NONE` (not charged to the overcommit
+/// budget; `mremap` brings its own protection), with them it is the same as `map_guarded`.
+pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
+    if guard == 0 || guard_markers() {
+        map_guarded(usable, guard, align)
+    } else {
+        map_around(usable, guard, align, false)
+    }
 }
 
 /// Milliseconds of `CLOCK_MONOTONIC_COARSE` (a vDSO read, no syscall; resolution of a few

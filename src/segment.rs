@@ -360,8 +360,12 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         let ps = os::page_size();
         // SAFETY: the guards lie inside the segment just mapped, in regions that hold no data.
         let ok = unsafe {
-            os::protect_none(base.add(meta_end), data_start - meta_end)
-                && os::protect_none(base.add(SEGMENT_SIZE - ps), ps)
+            os::guard_pair(
+                base.add(meta_end),
+                data_start - meta_end,
+                base.add(SEGMENT_SIZE - ps),
+                ps,
+            )
         };
         if !ok {
             // SAFETY: our own fresh mapping.
@@ -421,6 +425,9 @@ unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
     for i in (first_page..num_pages).rev() {
         let page = &mut s.pages[i];
         page.in_use = false;
+        // No block of the segment's previous life counts as carved (see `held_block`).
+        page.start = ptr::null_mut();
+        page.built = 0;
         page.dirty = dirty;
         page.freed_at = 0;
         page.heap.store(heap, Ordering::Relaxed);
@@ -601,8 +608,25 @@ pub fn segment_of_page(page: *const Page) -> *mut Segment {
     (page as usize & !SEGMENT_MASK) as *mut Segment
 }
 
-/// Whether `p` (inside `page`) is at a block boundary of the page's current class.
-pub fn is_block_start(page: &Page, p: usize) -> bool {
-    let start = page.start as usize;
-    page.in_use && p >= start && (p - start).checked_rem(page.block_size as usize) == Some(0)
+impl Segment {
+    /// Whether `p`, an address of this segment that is not a live block, is the start of a
+    /// block this page has carved (handed out, or built into its free list ahead of use),
+    /// in its current class or, for a page given back to the segment, in the class it last
+    /// held: so freeing it is a *double* free rather than an *invalid* one. Decided from the
+    /// page descriptor alone; false for metadata, guards, interior pointers and memory no
+    /// block was ever carved from.
+    pub fn held_block(&self, p: usize) -> bool {
+        let off = p & SEGMENT_MASK;
+        if off < self.data_start as usize || off >= self.data_end as usize || p & 15 != 0 {
+            return false;
+        }
+        let Some(page) = self.pages.get(self.page_index(p)) else {
+            return false;
+        };
+        let (start, bs) = (page.start as usize, page.block_size as usize);
+        if start == 0 || bs == 0 || p < start {
+            return false;
+        }
+        (p - start) % bs == 0 && (p - start) / bs < page.built as usize
+    }
 }

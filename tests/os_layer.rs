@@ -1,6 +1,6 @@
 //! The OS layer is the only caller of the memory-mapping syscalls: no `.rs` file under `src/`
-//! or `cdylib/src/` other than `src/os.rs` calls `mmap`, `munmap`, `mprotect`, `madvise` or
-//! `mremap` (nor their variants, nor `libc::syscall` with their numbers).
+//! or `cdylib/src/` other than `src/os.rs` calls `mmap`, `munmap`, `mprotect`, `madvise`,
+//! `process_madvise` or `mremap` (nor their variants, nor `libc::syscall` with their numbers).
 //!
 //! The scan blanks out comments and string and character literals, then looks for a
 //! forbidden name preceded by a non-identifier character and followed by `(`.
@@ -16,6 +16,7 @@ const FORBIDDEN_CALLS: &[&str] = &[
     "mprotect",
     "madvise",
     "posix_madvise",
+    "process_madvise",
     "mremap",
 ];
 

@@ -11,6 +11,8 @@
 
 use std::sync::OnceLock;
 
+pub mod preload;
+
 /// Longest block the pattern can describe.
 pub const MAX_PATTERN_LEN: usize = (64 << 20) + 4096;
 /// Number of distinct starting offsets in the stream.

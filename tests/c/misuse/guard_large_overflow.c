@@ -1,0 +1,15 @@
+/* Writing one byte past the usable end of a large block hits the guard
+ * page directly after it. */
+#include <malloc.h>
+#include "misuse.h"
+
+int main(void)
+{
+    char *p = malloc((1 << 20) + 100);
+    size_t n = malloc_usable_size(p);
+    memset(p, 1, n); /* every usable byte is writable */
+    report_faults();
+    announce_as("expect", p + n);
+    ((volatile char *)launder(p))[n] = 1;
+    survived();
+}
