@@ -355,7 +355,7 @@ pub fn free(p: *mut u8, size: usize) {
     l.frees += 1;
     let max_bytes = crate::config::large_cache_bytes();
     let now = os::now_ms();
-    if e.usable <= max_bytes / 4 && !crate::config::strict() {
+    if e.usable <= max_bytes / 4 {
         // Make room: evict the oldest blocks until this one fits, and those past the delay.
         let cutoff = now.saturating_sub(crate::config::purge_delay_ms() as u64);
         let mut evicted = [(0usize, 0usize); CACHE_MAX];

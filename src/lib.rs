@@ -51,6 +51,7 @@ mod remote;
 mod segment;
 mod size_class;
 mod stats;
+mod strict;
 mod sync;
 mod tls;
 
