@@ -296,6 +296,19 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
             l.live_bytes += best;
             l.allocs += 1;
             drop(l);
+            if crate::config::strict()
+                // SAFETY: the block was just taken from the cache; nobody else knows it.
+                && !unsafe { crate::strict::reopen_large(addr as *mut u8, best) }
+            {
+                let mut l = LARGE.lock();
+                let i = l.find(addr).unwrap_or_else(|| internal());
+                l.remove_at(i);
+                l.live_bytes -= best;
+                drop(l);
+                // SAFETY: out of the table; the mapping is ours alone.
+                unsafe { unmap(addr, best) };
+                return ptr::null_mut();
+            }
             if zero {
                 // SAFETY: the block is live, ours, and at least `size` bytes long.
                 unsafe { ptr::write_bytes(addr as *mut u8, 0, size) };

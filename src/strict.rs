@@ -8,7 +8,7 @@
 //! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
 //! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked when popped: it must be null or a free block start inside the page's carved part, else `mapalloc: corrupted free list in page at 0x...` |
 //! | delayed reuse | a freed block waits in its heap's quarantine (FIFO, at most [`QUARANTINE_BLOCKS`] blocks and [`QUARANTINE_BYTES`]) before it returns to a free list; its live bit is cleared at once, so a second free is still a double free |
-//! | zero on free | the requested bytes and the canary are cleared on free; long runs of whole OS pages are purged (`MADV_DONTNEED`) instead of written |
+//! | zero on free | the requested bytes (up to [`ZERO_LIMIT`]) and the canary are cleared on free; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
 //! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
 //!
@@ -45,10 +45,14 @@ pub const CANARY_SPAN: usize = 16;
 /// Guard pages strict mode adds in all (each may split a mapping in three; the kernel's
 /// default `vm.max_map_count` is 65530).
 pub const GUARD_BUDGET: usize = 8192;
-/// Freed runs at least this long are purged instead of written with zeros.
-const PURGE_MIN: usize = 256 * 1024;
-/// Most blocks shuffled into a free list at once.
+/// Bytes of a freed size-class block that are cleared: the first `ZERO_LIMIT` requested bytes
+/// (and the canary). Clearing every byte of big blocks cost 7x on the `mixed` workload, whose
+/// blocks up to 64 KiB are written one byte per 4 KiB; purging them (`MADV_DONTNEED`) cost
+/// more still (a syscall and a fault per page on reuse).
+pub const ZERO_LIMIT: usize = 4096;
+/// Most blocks shuffled into a free list at once (a power of two).
 const SHUFFLE_MAX: usize = 256;
+const _: () = assert!(SHUFFLE_MAX.is_power_of_two());
 
 // ---------------------------------------------------------------------------------------------
 // The secret
@@ -265,8 +269,9 @@ fn overflow(p: usize) -> ! {
     os::fatal_ptr("heap overflow past the end of the block at", p)
 }
 
-/// Clear the first `n` bytes and the slack's canary and tag of the block of `bs` bytes at
-/// `p`: afterwards the block reads as zero (unless something wrote beyond the canary).
+/// Clear the first `n` bytes (at most [`ZERO_LIMIT`]) and the slack's canary and tag of the
+/// block of `bs` bytes at `p`: afterwards a block of up to `ZERO_LIMIT` bytes reads as zero
+/// (unless something wrote beyond the canary).
 ///
 /// # Safety
 /// `p` is a block of ours of `bs` bytes that the caller gives up, `n` its requested size.
@@ -276,31 +281,15 @@ unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
     let end = (n + CANARY_SPAN).min(bs);
     // SAFETY: per the contract, all within the block.
     unsafe {
-        zero(p, end);
+        if n <= ZERO_LIMIT {
+            ptr::write_bytes(p, 0, end);
+        } else {
+            ptr::write_bytes(p, 0, ZERO_LIMIT);
+            ptr::write_bytes(p.add(n), 0, end - n);
+        }
         if bs - tl >= end {
             ptr::write_bytes(p.add(bs - tl), 0, tl);
         }
-    }
-}
-
-/// Zero `[p, p + len)`: whole OS pages of a long run are purged, the rest written.
-///
-/// # Safety
-/// The range lies in memory of ours that the caller owns and holds nothing live.
-unsafe fn zero(p: *mut u8, len: usize) {
-    if len >= PURGE_MIN {
-        let ps = os::page_size();
-        let lo = (p as usize + ps - 1) & !(ps - 1);
-        let hi = (p as usize + len) & !(ps - 1);
-        // SAFETY: per the contract; [lo, hi) is page-aligned inside the range.
-        unsafe {
-            ptr::write_bytes(p, 0, lo - p as usize);
-            os::purge(lo as *mut u8, hi - lo);
-            ptr::write_bytes(hi as *mut u8, 0, p as usize + len - hi);
-        }
-    } else {
-        // SAFETY: per the contract.
-        unsafe { ptr::write_bytes(p, 0, len) };
     }
 }
 
@@ -344,6 +333,13 @@ unsafe fn pop(page: *mut Page) -> *mut u8 {
         }
         p.strict_free = next as *mut Block;
         (b as *mut usize).write(0);
+        // The free list runs in random order and through the quarantine, so the next block
+        // is rarely in cache: start loading it now.
+        #[cfg(target_arch = "x86_64")]
+        if next != 0 {
+            // SAFETY: a prefetch never faults.
+            core::arch::x86_64::_mm_prefetch(next as *const i8, core::arch::x86_64::_MM_HINT_T0);
+        }
         b as *mut u8
     }
 }
@@ -407,7 +403,10 @@ unsafe fn extend(h: *mut Heap, page: *mut Page) {
         let st = state(h);
         let p = &mut *page;
         let bs = p.block_size as usize;
-        let want = (4096 / bs).max(16).min(SHUFFLE_MAX);
+        let want = 4096usize
+            .checked_div(bs)
+            .unwrap_or(1)
+            .clamp(16, SHUFFLE_MAX);
         let n = want.min((p.capacity - p.built) as usize);
         let mut idx = [0u16; SHUFFLE_MAX];
         for (i, v) in idx.iter_mut().enumerate().take(n) {
@@ -422,8 +421,10 @@ unsafe fn extend(h: *mut Heap, page: *mut Page) {
             rng ^= rng >> 12;
             rng ^= rng << 25;
             rng ^= rng >> 27;
-            let j = (rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % (i as u64 + 1)) as usize;
-            idx.swap(i, j);
+            let r = rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let j = r.checked_rem(i as u64 + 1).unwrap_or(0) as usize;
+            // The masks keep both indices in the array (n <= SHUFFLE_MAX, a power of two).
+            idx.swap(i & (SHUFFLE_MAX - 1), j & (SHUFFLE_MAX - 1));
         }
         let base = p.start as usize + p.built as usize * bs;
         for &k in idx.get(..n).unwrap_or(&[]).iter().rev() {
@@ -510,6 +511,16 @@ unsafe fn quarantine(h: *mut Heap, b: usize, bs: usize) {
         let q = &mut *st;
         while q.len > 0 && (q.len == QUARANTINE_BLOCKS || q.bytes + bs > QUARANTINE_BYTES) {
             let i = q.head;
+            // The blocks leave in order and were last touched long ago: start loading the
+            // one that leaves a few frees from now (its page is written then, and its link).
+            #[cfg(target_arch = "x86_64")]
+            if let Some(&ahead) = q.ring.get((i + 8) % QUARANTINE_BLOCKS) {
+                // SAFETY: a prefetch never faults.
+                core::arch::x86_64::_mm_prefetch(
+                    ahead as *const i8,
+                    core::arch::x86_64::_MM_HINT_T0,
+                );
+            }
             let old = *q.ring.get(i).unwrap_or(&0);
             q.bytes -= *q.sizes.get(i).unwrap_or(&0) as usize;
             q.head = (i + 1) % QUARANTINE_BLOCKS;
@@ -707,10 +718,27 @@ fn free_large(p: *mut u8, size: usize) {
     if size > n {
         sized_too_large(p as usize);
     }
-    // The block's pages go back to the kernel (they read as zero); the mapping stays cached.
+    // The block becomes inaccessible while it waits in the large-block cache (a use after
+    // free faults); a reuse opens it again (`reopen_large`). Its pages stay resident, so a
+    // reuse costs two `mprotect`s instead of a fault per page. When the mapping cannot be
+    // split (vm.max_map_count), the pages are purged instead: they read as zero.
     // SAFETY: the caller gives the whole block up; it is page-aligned and page-granular.
-    unsafe { os::purge(p, usable) };
+    unsafe {
+        if !os::protect_none(p, usable) {
+            os::purge(p, usable);
+        }
+    }
     large::free(p, 0);
+}
+
+/// Open a cached large block again for reuse (the hook of `large::alloc`); false when the
+/// kernel cannot (no mapping left): the caller then drops the block.
+///
+/// # Safety
+/// `[p, p + usable)` is a cached large block that the caller has just taken.
+pub unsafe fn reopen_large(p: *mut u8, usable: usize) -> bool {
+    // SAFETY: per the contract, the range is ours and holds nothing live.
+    unsafe { os::protect_rw(p, usable) }
 }
 
 /// The block size and requested size of the live block at `p`, and whether it is a
