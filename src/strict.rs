@@ -421,8 +421,10 @@ unsafe fn extend(h: *mut Heap, page: *mut Page) {
             rng ^= rng >> 12;
             rng ^= rng << 25;
             rng ^= rng >> 27;
-            let r = rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let j = r.checked_rem(i as u64 + 1).unwrap_or(0) as usize;
+            // A uniform index in 0..=i from the high 32 bits, by multiplication (Lemire):
+            // a division per block would cost more than the rest of the allocation.
+            let r = rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+            let j = ((r * (i as u64 + 1)) >> 32) as usize;
             // The masks keep both indices in the array (n <= SHUFFLE_MAX, a power of two).
             idx.swap(i & (SHUFFLE_MAX - 1), j & (SHUFFLE_MAX - 1));
         }
