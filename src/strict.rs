@@ -791,8 +791,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
             // SAFETY: the caller's live block of `bs` bytes.
             unsafe {
                 clear_slack(p, bs, n);
-                if size < n {
-                    ptr::write_bytes(p.add(size), 0, n - size);
+                // Dropped bytes are cleared as a free would (up to ZERO_LIMIT).
+                let keep = n.min(ZERO_LIMIT);
+                if size < keep {
+                    ptr::write_bytes(p.add(size), 0, keep - size);
                 }
                 write_canary(p, bs, size);
             }
@@ -804,11 +806,9 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
             let usable = large::usable_size(q).unwrap_or_else(|| os::internal("strict realloc"));
             // SAFETY: the block at `q` is live with `usable` bytes, of which the first
             // min(n, size) are the caller's; the old slack (at the same offsets) is cleared
-            // where it is not data any more.
+            // where it is not data any more. (Bytes dropped by a shrink stay: a freed large
+            // block is inaccessible anyway.)
             unsafe {
-                if size < n {
-                    ptr::write_bytes(q.add(size), 0, n - size);
-                }
                 let old_tl = tag_len(bs - n);
                 let from = (bs - old_tl).max(size);
                 if from < bs {
