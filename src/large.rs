@@ -304,6 +304,7 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
                 let i = l.find(addr).unwrap_or_else(|| internal());
                 l.remove_at(i);
                 l.live_bytes -= best;
+                l.allocs -= 1;
                 drop(l);
                 // SAFETY: out of the table; the mapping is ours alone.
                 unsafe { unmap(addr, best) };
