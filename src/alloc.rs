@@ -7,11 +7,14 @@
 use core::ptr;
 
 use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
-use crate::{heap, large, os, segment};
+use crate::{config, heap, large, os, segment, strict};
 
 /// Allocate `size` bytes, 16-byte aligned. Null when out of memory or impossible.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
+    if config::strict() {
+        return strict::malloc(size);
+    }
     if size <= MAX_CLASS_SIZE {
         heap::alloc(size_class::class_of(size))
     } else {
@@ -23,6 +26,9 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[inline]
 pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
+    if config::strict() {
+        return strict::malloc_aligned(size, align);
+    }
     if align <= MIN_ALIGN {
         return malloc(size);
     }
@@ -36,6 +42,9 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
 
 /// Allocate `size` zeroed bytes aligned to `align` (a power of two).
 pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if config::strict() {
+        return strict::malloc_zeroed(size, align);
+    }
     if size > MAX_CLASS_SIZE || align > MAX_MEDIUM_SIZE {
         // Large blocks come zeroed from the kernel, or from the cache, which zeroes them.
         return large::alloc_zeroed(size, align);
@@ -54,8 +63,12 @@ pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
 /// # Safety
 /// `p` is null or was returned by this allocator (anything else is detected and aborts,
 /// unless it happens to be the address of another live block).
-#[inline]
+#[inline(always)]
 pub unsafe fn free(p: *mut u8, size: usize) {
+    if config::strict() {
+        // SAFETY: forwarded contract.
+        return unsafe { strict::free(p, size) };
+    }
     if p.is_null() {
         return;
     }
@@ -74,6 +87,10 @@ pub unsafe fn free(p: *mut u8, size: usize) {
 pub unsafe fn usable_size(p: *const u8) -> usize {
     if p.is_null() {
         return 0;
+    }
+    if config::strict() {
+        // SAFETY: forwarded contract.
+        return unsafe { strict::usable_size(p) };
     }
     let u = match segment::segment_of(p as usize) {
         // SAFETY: `seg` contains `p`.
@@ -96,6 +113,10 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 /// # Safety
 /// `p` is a live block of this allocator allocated with alignment `align` or less.
 pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    if config::strict() {
+        // SAFETY: forwarded contract.
+        return unsafe { strict::realloc(p, size, align) };
+    }
     let seg = segment::segment_of(p as usize);
     let usable = match seg {
         // SAFETY: `seg` contains `p`.

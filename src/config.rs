@@ -36,6 +36,14 @@ static RETAIN_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_RETAIN_MB << 20);
 static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_LARGE_CACHE_MB << 20);
 static STRICT: AtomicBool = AtomicBool::new(cfg!(feature = "strict"));
 static VERBOSE: AtomicBool = AtomicBool::new(false);
+/// Set at the first allocation: from then on `STRICT` never changes (see [`fix_strict`]).
+static STRICT_FIXED: AtomicBool = AtomicBool::new(false);
+/// The mode the allocation paths follow: undecided until the first allocation has read the
+/// environment, then fixed.
+static MODE: AtomicU8 = AtomicU8::new(MODE_UNDECIDED);
+const MODE_DEFAULT: u8 = 0;
+const MODE_STRICT: u8 = 1;
+const MODE_UNDECIDED: u8 = 2;
 
 const UNLOADED: u8 = 0;
 const LOADING: u8 = 1;
@@ -66,9 +74,23 @@ pub fn large_cache_bytes() -> usize {
     LARGE_CACHE_BYTES.load(Ordering::Relaxed)
 }
 
-/// Whether strict hardening is on.
+/// Whether strict hardening is on. The first call initialises the allocator (reading the
+/// environment), which fixes the mode; after that it is one load and one predictable branch.
 #[inline(always)]
 pub fn strict() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_DEFAULT => false,
+        MODE_STRICT => true,
+        _ => decide_mode(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decide_mode() -> bool {
+    crate::init::ensure();
+    // `init` fixed the mode, unless this is a call re-entered from inside it before that
+    // point (nothing there allocates before it), in which case the setting read so far holds.
     STRICT.load(Ordering::Relaxed)
 }
 
@@ -110,7 +132,13 @@ pub fn load() {
         LARGE_CACHE_BYTES.store(v << 20, Ordering::Relaxed);
     }
     if let Some(v) = env_bool(c"MAPALLOC_STRICT", "MAPALLOC_STRICT") {
-        STRICT.store(v, Ordering::Relaxed);
+        if !STRICT_FIXED.load(Ordering::Acquire) {
+            STRICT.store(v, Ordering::Relaxed);
+        } else if v != STRICT.load(Ordering::Relaxed) {
+            // The environment became readable only after the first allocation (a `malloc` from
+            // very early start-up): blocks of the other mode are live, so the mode stays.
+            os::write_stderr(b"mapalloc: warning: MAPALLOC_STRICT read after the first allocation; keeping the mode\n");
+        }
     }
     if let Some(v) = env_bool(c"MAPALLOC_VERBOSE", "MAPALLOC_VERBOSE") {
         VERBOSE.store(v, Ordering::Relaxed);
@@ -119,6 +147,18 @@ pub fn load() {
     if VERBOSE.load(Ordering::Relaxed) {
         print_settings();
     }
+}
+
+/// Fix the mode at the first allocation (called by `init` right after [`load`]): blocks
+/// handed out under one mode must be freed under the same mode.
+pub fn fix_strict() {
+    STRICT_FIXED.store(true, Ordering::Release);
+    let mode = if STRICT.load(Ordering::Relaxed) {
+        MODE_STRICT
+    } else {
+        MODE_DEFAULT
+    };
+    MODE.store(mode, Ordering::Release);
 }
 
 /// Settings a Rust program may choose in code; `None` keeps the environment's (or default)
@@ -153,7 +193,7 @@ pub enum ConfigError {
 pub fn apply(c: &Config) -> Result<(), ConfigError> {
     load();
     if let Some(s) = c.strict {
-        if s != strict() && crate::init::started() {
+        if s != STRICT.load(Ordering::Relaxed) && crate::init::started() {
             return Err(ConfigError::StrictAfterFirstAllocation);
         }
     }
@@ -192,7 +232,7 @@ pub fn current() -> Config {
         purge_delay_ms: Some(purge_delay_ms()),
         retain_bytes: Some(retain_bytes()),
         large_cache_bytes: Some(large_cache_bytes()),
-        strict: Some(strict()),
+        strict: Some(STRICT.load(Ordering::Relaxed)),
         verbose: Some(VERBOSE.load(Ordering::Relaxed)),
     }
 }
@@ -208,7 +248,7 @@ fn print_settings() {
         .str(" large_cache_mb=")
         .dec((large_cache_bytes() >> 20) as u64)
         .str(" strict=")
-        .dec(strict() as u64)
+        .dec(STRICT.load(Ordering::Relaxed) as u64)
         .str("\n")
         .write();
 }

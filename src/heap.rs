@@ -39,7 +39,7 @@ use crate::{large, os};
 const CLASS_SLOTS: usize = NUM_CLASSES.next_power_of_two();
 
 #[inline(always)]
-const fn slot(class: usize) -> usize {
+pub(crate) const fn slot(class: usize) -> usize {
     class & (CLASS_SLOTS - 1)
 }
 use crate::sync::SpinLock;
@@ -79,14 +79,26 @@ pub struct Heap {
     purge_due: u64,
     /// When the purge deadline was last checked (see [`purge_tick`]).
     last_check: u64,
+    /// Strict mode's per-heap state (quarantine, random generator), mapped on first use.
+    pub strict: *mut crate::strict::HeapState,
 }
 
 /// Marks a thread whose exit hook has run.
-const DONE: *mut Heap = ptr::without_provenance_mut(1);
+pub(crate) const DONE: *mut Heap = ptr::without_provenance_mut(1);
 
 #[inline(always)]
-fn tls_heap() -> *mut Heap {
+pub(crate) fn tls_heap() -> *mut Heap {
     tls::get()
+}
+
+/// The first page of `h`'s queue for class `cls` (null when empty).
+///
+/// # Safety
+/// `h` is owned by the calling thread (or locked by it).
+#[inline(always)]
+pub(crate) unsafe fn first_page(h: *mut Heap, cls: usize) -> *mut Page {
+    // SAFETY: per the contract.
+    unsafe { (*h).queues[slot(cls)].first }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,13 +300,13 @@ unsafe fn heap_alloc(h: *mut Heap, cls: usize) -> *mut u8 {
 }
 
 #[inline(always)]
-fn bump(c: &AtomicU64, n: u64) {
+pub(crate) fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// Set the live bit of the block at `p` (owner only).
 #[inline(always)]
-fn mark_live(p: usize) {
+pub(crate) fn mark_live(p: usize) {
     if !os::HARDENED {
         return;
     }
@@ -329,14 +341,21 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             if page.is_null() {
                 break;
             }
-            if (*page).free.is_null() {
-                collect(page);
-            }
-            if (*page).free.is_null() && (*page).built < (*page).capacity {
-                extend(page);
-            }
-            if !(*page).free.is_null() {
-                return heap_alloc(h, cls);
+            if crate::config::strict() {
+                let b = crate::strict::page_alloc(h, page);
+                if !b.is_null() {
+                    return b;
+                }
+            } else {
+                if (*page).free.is_null() {
+                    collect(page);
+                }
+                if (*page).free.is_null() && (*page).built < (*page).capacity {
+                    extend(page);
+                }
+                if !(*page).free.is_null() {
+                    return heap_alloc(h, cls);
+                }
             }
             page_to_full(h, page);
         }
@@ -345,6 +364,9 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             return ptr::null_mut();
         }
         queue_push_front(&mut (*h).queues[slot(cls)], page);
+        if crate::config::strict() {
+            return crate::strict::page_alloc(h, page);
+        }
         extend(page);
         heap_alloc(h, cls)
     }
@@ -397,7 +419,14 @@ unsafe fn extend(page: *mut Page) {
 }
 
 /// Move the blocks other threads freed into the local free list.
-unsafe fn collect(page: *mut Page) {
+///
+/// # Safety
+/// The calling thread owns the page (or its heap's lock).
+pub(crate) unsafe fn collect(page: *mut Page) {
+    if crate::config::strict() {
+        // SAFETY: forwarded contract.
+        return unsafe { crate::strict::collect(page) };
+    }
     // SAFETY: the caller owns the page; the swap gives it the whole remote list.
     unsafe {
         let p = &mut *page;
@@ -554,7 +583,7 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
 pub static HEAPLESS_FREES: [AtomicU64; CLASS_SLOTS] = [const { AtomicU64::new(0) }; CLASS_SLOTS];
 
 #[cold]
-fn bad_free(s: &Segment, p: usize) -> ! {
+pub(crate) fn bad_free(s: &Segment, p: usize) -> ! {
     // A large block's address range, once unmapped, can be taken by a new segment: its ring
     // of recently unmapped blocks still knows the pointer.
     if s.held_block(p) || large::was_freed(p as *const u8) {
@@ -577,9 +606,13 @@ pub unsafe fn usable_size(seg: *mut Segment, p: *mut u8) -> Option<usize> {
     Some(s.pages[s.page_index(p as usize)].block_size as usize)
 }
 
+/// A local free emptied `page` or made room in a full one: requeue or retire it.
+///
+/// # Safety
+/// The calling thread owns `h` and the page.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
+pub(crate) unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page.
     unsafe {
         if (*page).in_full {
@@ -890,6 +923,7 @@ unsafe fn retire_kept_pages(h: *mut Heap) {
 unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
     // SAFETY: per the contract, `h` and its pages are ours to manage.
     unsafe {
+        crate::strict::flush_quarantine(h);
         drain_notify(h);
         for c in 0..NUM_CLASSES {
             let mut page = (*h).queues[slot(c)].first;
@@ -912,8 +946,12 @@ unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
     }
 }
 
+/// Hand block `b` of `page` back to the page's owner (one CAS on its remote-free list).
+///
+/// # Safety
+/// `b` is a live block of `page` (its bitmap bit is set) that the caller gives up.
 #[inline(never)]
-unsafe fn remote_free(page: *mut Page, b: *mut Block) {
+pub(crate) unsafe fn remote_free(page: *mut Page, b: *mut Block) {
     // SAFETY: `b` is a live block of `page` (its bitmap bit is set), which the caller gives
     // up; the page and its heap stay mapped for ever.
     unsafe {

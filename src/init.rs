@@ -43,6 +43,7 @@ fn ensure_slow() {
         Ok(_) => {
             INIT_THREAD.store(me, Ordering::Relaxed);
             config::load();
+            config::fix_strict();
             os::page_size();
             let mut key: libc::pthread_key_t = 0;
             // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn that

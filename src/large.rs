@@ -322,6 +322,20 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
             l.live_bytes += best;
             l.allocs += 1;
             drop(l);
+            if crate::config::strict()
+                // SAFETY: the block was just taken from the cache; nobody else knows it.
+                && !unsafe { crate::strict::reopen_large(addr as *mut u8, best) }
+            {
+                let mut l = LARGE.lock();
+                let i = l.find(addr).unwrap_or_else(|| internal());
+                l.remove_at(i);
+                l.live_bytes -= best;
+                l.allocs -= 1;
+                drop(l);
+                // SAFETY: out of the table; the mapping is ours alone.
+                unsafe { unmap(addr, best) };
+                return ptr::null_mut();
+            }
             if zero {
                 // SAFETY: the block is live, ours, and at least `size` bytes long.
                 unsafe { ptr::write_bytes(addr as *mut u8, 0, size) };
@@ -385,7 +399,7 @@ pub fn free(p: *mut u8, size: usize) {
     l.frees += 1;
     let max_bytes = crate::config::large_cache_bytes();
     let now = os::now_ms();
-    if e.usable <= max_bytes / 4 && !crate::config::strict() {
+    if e.usable <= max_bytes / 4 {
         // Make room: evict the oldest blocks until this one fits, and those past the delay.
         let cutoff = now.saturating_sub(crate::config::purge_delay_ms() as u64);
         let mut evicted = [(0usize, 0usize); CACHE_MAX];

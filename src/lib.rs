@@ -26,8 +26,9 @@
 //!
 //! # Layers (each uses only the ones below it)
 //! `global` / `c_api` → `alloc` → `heap` → `segment` / `large` → `os`, with `size_class`,
-//! `sync` and `init` beside them. Only `os` calls `mmap`, `munmap`, `mprotect`, `madvise`
-//! and `mremap`.
+//! `sync` and `init` beside them. In strict mode `alloc` hands every call to
+//! `strict`, which uses `heap`, `segment` and `large` and is called back from them at one
+//! point each. Only `os` calls `mmap`, `munmap`, `mprotect`, `madvise` and `mremap`.
 //!
 //! # The rule of every path
 //! No path of the allocator allocates, formats, panics or unwinds: it runs inside `malloc`
@@ -52,6 +53,7 @@ mod remote;
 mod segment;
 mod size_class;
 mod stats;
+mod strict;
 mod sync;
 mod tls;
 

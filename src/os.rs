@@ -168,12 +168,12 @@ pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
     start as *mut u8
 }
 
-/// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): the fallback of [`guard`]. Its pages
-/// are given back to the kernel too (a guard never holds data).
+/// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): the fallback of [`guard`], and strict
+/// mode's way to fence memory whose pages must stay resident (a guard marker discards them).
 ///
 /// # Safety
-/// The range must be memory mapped by this allocator that holds no live data.
-unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
+/// The range must be memory mapped by this allocator and hold no live data.
+pub unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
     check_range(addr, len);
     SYSCALLS.mprotect.fetch_add(1, Relaxed);
     // SAFETY: the caller guarantees the range is ours and holds nothing live.
@@ -181,11 +181,12 @@ unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
     mprotect_result(r)
 }
 
-/// Make `[addr, addr+len)` readable and writable (open a reservation).
+/// Make `[addr, addr+len)` readable and writable (open a reservation, or strict mode's
+/// fences again).
 ///
 /// # Safety
 /// The range must be memory mapped by this allocator.
-unsafe fn protect_rw(addr: *mut u8, len: usize) -> bool {
+pub unsafe fn protect_rw(addr: *mut u8, len: usize) -> bool {
     check_range(addr, len);
     SYSCALLS.mprotect.fetch_add(1, Relaxed);
     // SAFETY: the caller guarantees the range is ours.
@@ -504,6 +505,51 @@ pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
     } else {
         map_around(usable, guard, align, false)
     }
+}
+
+/// 64 random bits from the kernel (`getrandom(2)`, non-blocking), for per-process secrets.
+/// Very early in boot the entropy pool may not be ready, or the syscall may be missing (old
+/// kernels, seccomp filters): the clock and address-space layout are mixed instead, which
+/// still differs from run to run under ASLR. Preserves `errno`.
+pub fn random_u64() -> u64 {
+    let saved = errno();
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        let rest = buf.get_mut(got..).unwrap_or(&mut []);
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getrandom,
+                rest.as_mut_ptr(),
+                rest.len(),
+                libc::GRND_NONBLOCK,
+            )
+        };
+        if n > 0 {
+            got += n as usize;
+        } else if n < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            break;
+        }
+    }
+    set_errno(saved);
+    let v = u64::from_ne_bytes(buf);
+    if got == buf.len() && v != 0 {
+        return v;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let mut x = (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 32) ^ (&raw const ts as u64);
+    x ^= (random_u64 as fn() -> u64 as usize as u64).rotate_left(17);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (x ^ (x >> 31)) | 1
 }
 
 /// Milliseconds of `CLOCK_MONOTONIC_COARSE` (a vDSO read, no syscall; resolution of a few

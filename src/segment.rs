@@ -119,6 +119,8 @@ pub struct Page {
     pub prev: *mut Page,
     /// When the page was last returned to its segment (`os::now_ms`; owner only).
     pub freed_at: u64,
+    /// Strict mode's free list (links encoded, see `strict`); `free` stays null then.
+    pub strict_free: *mut Block,
 }
 
 /// The segment header, at the base of every segment.
@@ -142,6 +144,12 @@ pub struct Segment {
     pub in_heap_list: bool,
     /// Bytes of this segment that may be resident: the metadata plus every dirty page.
     dirty_bytes: usize,
+    /// Strict mode's guards (see `strict`): bytes at the end of every page that are a guard
+    /// (0 or the OS page size), the kind they were laid out for (kind + 1, 0: none), and
+    /// their count.
+    pub page_tail: u32,
+    pub guard_kind: u8,
+    pub guards: u32,
     pub pages: [Page; MAX_PAGES],
 }
 
@@ -314,6 +322,8 @@ pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
 }
 
 fn release(seg: *mut Segment) {
+    // SAFETY: callers pass a segment of ours that nothing uses any more.
+    crate::strict::segment_released(unsafe { &*seg });
     segmap_set(seg as usize, false);
     MAPPED.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: callers pass a segment of ours with nothing live, on no list, known to no heap.
@@ -385,6 +395,10 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
     };
     // SAFETY: `seg` is a segment of ours that no heap uses: its header is ours to (re)write.
     unsafe { init(seg, heap, kind) };
+    if crate::config::strict() {
+        // SAFETY: as for `init`: no page of the segment is in use.
+        unsafe { crate::strict::guard_pages(seg) };
+    }
     seg
 }
 
@@ -525,8 +539,13 @@ impl Segment {
         !self.free_pages.is_null()
     }
 
+    /// Indices of the first page and one past the last.
+    pub fn page_range(&self) -> (usize, usize) {
+        (self.first_page as usize, self.num_pages as usize)
+    }
+
     /// Memory bounds (absolute addresses) of page `i`.
-    fn page_bounds(&self, i: usize) -> (usize, usize) {
+    pub fn page_bounds(&self, i: usize) -> (usize, usize) {
         let base = self as *const Segment as usize;
         let shift = self.page_shift as usize;
         let lo = (i << shift).max(self.data_start as usize);
@@ -573,7 +592,7 @@ fn purge_range(r: Option<(usize, usize)>) -> usize {
 pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_size: usize) {
     // SAFETY: the caller owns the segment and the unused page; the shared borrows below end
     // before the page is borrowed mutably.
-    let (lo, hi, heap) = unsafe {
+    let (lo, hi, tail, heap) = unsafe {
         let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
         let (lo, hi) = (*seg).page_bounds(idx);
         if !(*page).dirty {
@@ -581,13 +600,14 @@ pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_
             (*seg).dirty_bytes += hi - lo;
             COMMITTED.fetch_add(hi - lo, Ordering::Relaxed);
         }
-        (lo, hi, (*seg).heap)
+        (lo, hi, (*seg).page_tail as usize, (*seg).heap)
     };
     // SAFETY: the caller owns the unused page.
     let p = unsafe { &mut *page };
     p.free = ptr::null_mut();
     p.used = 0;
-    p.capacity = ((hi - lo) / block_size) as u32;
+    p.capacity = ((hi - lo - tail) / block_size) as u32;
+    p.strict_free = ptr::null_mut();
     p.built = 0;
     p.block_size = block_size as u32;
     p.class = class as u8;

@@ -844,3 +844,64 @@ fn git_repository() {
         );
     }
 }
+
+// ---- strict mode ----
+
+/// `tests/c/strict.c` under `MAPALLOC_STRICT=1` (one test: the cases share one binary).
+/// `props`: freed memory reads zero, reuse is delayed, allocation order is random,
+/// `malloc_usable_size` is the requested size. Then each misuse case dies with the expected
+/// signal and, for an abort, exactly one `mapalloc:` line starting with the expected message
+/// and an address.
+#[test]
+fn strict_mode() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(bin) = compile("strict.c", &[]) else {
+        return;
+    };
+    run_preloaded(
+        Command::new(&bin).arg("props").env("MAPALLOC_STRICT", "1"),
+        "strict props",
+    )
+    .assert_success()
+    .assert_ok_line();
+    let cases = [
+        (
+            "overflow",
+            libc::SIGABRT,
+            "mapalloc: heap overflow past the end of the block at 0x",
+        ),
+        (
+            "overflow-large",
+            libc::SIGABRT,
+            "mapalloc: heap overflow past the end of the block at 0x",
+        ),
+        ("double-free", libc::SIGABRT, "mapalloc: double free of 0x"),
+        (
+            "corrupt-link",
+            libc::SIGABRT,
+            "mapalloc: corrupted free list in page at 0x",
+        ),
+        ("uaf-large", libc::SIGSEGV, ""),
+    ];
+    for (case, signal, message) in cases {
+        let out = run_preloaded(
+            Command::new(&bin).arg(case).env("MAPALLOC_STRICT", "1"),
+            &format!("strict {case}"),
+        );
+        assert_eq!(out.status.signal(), Some(signal), "{}", out.describe());
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("mapalloc:"))
+            .collect();
+        if message.is_empty() {
+            assert!(lines.is_empty(), "{}", out.describe());
+        } else {
+            assert!(
+                lines.len() == 1 && lines[0].starts_with(message),
+                "{case}: expected one line starting with {message:?}; {}",
+                out.describe()
+            );
+        }
+    }
+}

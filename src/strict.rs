@@ -1,0 +1,939 @@
+//! Strict mode (`MAPALLOC_STRICT=1`, or the `strict` cargo feature for the Rust face): the
+//! hardening that costs time, layered over the default allocator through a few hooks
+//! (`alloc` dispatches here; `heap`, `segment` and `large` call in at one point each).
+//! The mode is fixed at the first allocation (`config::fix_strict`).
+//!
+//! | property | how |
+//! |---|---|
+//! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
+//! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked when popped: it must be null or a free block start inside the page's carved part, else `mapalloc: corrupted free list in page at 0x...` |
+//! | delayed reuse | a freed block waits in its heap's quarantine (FIFO, at most [`QUARANTINE_BLOCKS`] blocks and [`QUARANTINE_BYTES`]) before it returns to a free list; its live bit is cleared at once, so a second free is still a double free |
+//! | zero on free | the requested bytes (up to [`ZERO_LIMIT`]) and the canary are cleared on free; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
+//! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
+//! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
+//!
+//! The secret comes from `getrandom(2)` (`os::random_u64`) on first use. The canary pattern
+//! of a block is derived from the secret and the block's address.
+//!
+//! **Slack and tag.** A request of `n` bytes takes the class of `n + 1` (large blocks: `n + 1`
+//! bytes), so the slack `s = block size - n` is at least 1. The last byte of the block holds
+//! `s` (1..=254) masked with the pattern; for `s >= 255` it holds 255 and the eight bytes
+//! before it hold `s`, masked. The pattern bytes follow the requested bytes up to the tag or
+//! [`CANARY_SPAN`] bytes, whichever comes first: a linear overflow hits them first, and the
+//! checks cost the same for every block size. `malloc_usable_size` reports `n`.
+//!
+//! **Remote frees** are checked and zeroed by the freeing thread and pushed on the owner's
+//! remote-free list as in the default mode (the list delays their reuse until the owner runs
+//! out of blocks in that page); only the owner clears live bits, so a double free across
+//! threads is caught when the owner collects the list.
+
+use core::ptr;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::heap::{self, DONE, Heap};
+use crate::remote::{self, Block};
+use crate::segment::{self, Page, Segment};
+use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
+use crate::{large, os};
+
+/// Blocks a heap's quarantine holds at most.
+pub const QUARANTINE_BLOCKS: usize = 256;
+/// Bytes (block sizes) a heap's quarantine holds at most.
+pub const QUARANTINE_BYTES: usize = 1 << 20;
+/// Pattern bytes written after the requested bytes (at most; fewer when the slack is short).
+pub const CANARY_SPAN: usize = 16;
+/// Guard pages strict mode adds in all (each may split a mapping in three; the kernel's
+/// default `vm.max_map_count` is 65530).
+pub const GUARD_BUDGET: usize = 8192;
+/// Bytes of a freed size-class block that are cleared: the first `ZERO_LIMIT` requested bytes
+/// (and the canary). Clearing every byte of big blocks cost 7x on the `mixed` workload, whose
+/// blocks up to 64 KiB are written one byte per 4 KiB; purging them (`MADV_DONTNEED`) cost
+/// more still (a syscall and a fault per page on reuse).
+pub const ZERO_LIMIT: usize = 4096;
+/// Most blocks shuffled into a free list at once (a power of two).
+const SHUFFLE_MAX: usize = 256;
+const _: () = assert!(SHUFFLE_MAX.is_power_of_two());
+
+// ---------------------------------------------------------------------------------------------
+// The secret
+
+static SECRET: AtomicU64 = AtomicU64::new(0);
+
+#[inline(always)]
+fn secret() -> u64 {
+    let s = SECRET.load(Relaxed);
+    if s != 0 { s } else { secret_slow() }
+}
+
+#[cold]
+fn secret_slow() -> u64 {
+    let v = os::random_u64() | 1;
+    match SECRET.compare_exchange(0, v, Relaxed, Relaxed) {
+        Ok(_) => v,
+        Err(cur) => cur,
+    }
+}
+
+/// The canary key of the block at `p`: secret and address mixed.
+#[inline(always)]
+fn block_key(p: usize) -> u64 {
+    secret() ^ (p as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Pattern byte at offset `o` of a block with key `key`.
+#[inline(always)]
+fn pattern(key: u64, o: usize) -> u8 {
+    (key >> ((o & 7) * 8)) as u8
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-heap state
+
+/// A heap's strict-mode state, mapped on first use and kept as long as the heap (for ever).
+#[repr(C)]
+pub struct HeapState {
+    /// Quarantined blocks, oldest at `head`, and their block sizes.
+    ring: [usize; QUARANTINE_BLOCKS],
+    sizes: [u32; QUARANTINE_BLOCKS],
+    head: usize,
+    len: usize,
+    bytes: usize,
+    /// xorshift64* state for shuffling.
+    rng: u64,
+}
+
+impl HeapState {
+    fn next(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// The strict state of `h`, mapped on first use; null when out of memory (the heap then works
+/// without quarantine and shuffles with a fixed generator).
+///
+/// # Safety
+/// `h` is owned by the calling thread (or locked by it).
+#[inline(always)]
+unsafe fn state(h: *mut Heap) -> *mut HeapState {
+    // SAFETY: per the contract.
+    let st = unsafe { (*h).strict };
+    if !st.is_null() {
+        return st;
+    }
+    // SAFETY: per the contract.
+    unsafe { new_state(h) }
+}
+
+/// # Safety
+/// As for [`state`].
+#[cold]
+unsafe fn new_state(h: *mut Heap) -> *mut HeapState {
+    // SAFETY: per the contract.
+    unsafe {
+        let Some(len) = os::page_round_up(core::mem::size_of::<HeapState>()) else {
+            return ptr::null_mut();
+        };
+        let st = os::map(len, true) as *mut HeapState;
+        if !st.is_null() {
+            // Fresh zeroed memory is an empty quarantine; seed the generator.
+            (*st).rng = (secret() ^ (h as u64).rotate_left(32)) | 1;
+            (*h).strict = st;
+        }
+        st
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canary
+
+/// The pattern bytes at offsets `[o, o + 8)` of a block with key `key`, as a little-endian
+/// word.
+#[inline(always)]
+fn pattern_word(key: u64, o: usize) -> u64 {
+    key.rotate_right(((o & 7) * 8) as u32)
+}
+
+/// Write the pattern over offsets `[a, b)` of the block at `p` (`b - a <= 16`). The pattern
+/// depends only on the offset, so overlapping writes agree.
+///
+/// # Safety
+/// `[p + a, p + b)` is writable.
+#[inline(always)]
+unsafe fn span_write(p: *mut u8, key: u64, a: usize, b: usize) {
+    let len = b - a;
+    // SAFETY: every write lies in [a, b).
+    unsafe {
+        if len >= 8 {
+            (p.add(a) as *mut u64).write_unaligned(pattern_word(key, a));
+            (p.add(b - 8) as *mut u64).write_unaligned(pattern_word(key, b - 8));
+        } else if len >= 4 {
+            (p.add(a) as *mut u32).write_unaligned(pattern_word(key, a) as u32);
+            (p.add(b - 4) as *mut u32).write_unaligned(pattern_word(key, b - 4) as u32);
+        } else if len >= 2 {
+            (p.add(a) as *mut u16).write_unaligned(pattern_word(key, a) as u16);
+            (p.add(b - 2) as *mut u16).write_unaligned(pattern_word(key, b - 2) as u16);
+        } else if len == 1 {
+            *p.add(a) = pattern(key, a);
+        }
+    }
+}
+
+/// Whether offsets `[a, b)` of the block at `p` hold the pattern (`b - a <= 16`).
+///
+/// # Safety
+/// `[p + a, p + b)` is readable.
+#[inline(always)]
+unsafe fn span_ok(p: *const u8, key: u64, a: usize, b: usize) -> bool {
+    let len = b - a;
+    // SAFETY: every read lies in [a, b).
+    unsafe {
+        if len >= 8 {
+            (p.add(a) as *const u64).read_unaligned() == pattern_word(key, a)
+                && (p.add(b - 8) as *const u64).read_unaligned() == pattern_word(key, b - 8)
+        } else if len >= 4 {
+            (p.add(a) as *const u32).read_unaligned() == pattern_word(key, a) as u32
+                && (p.add(b - 4) as *const u32).read_unaligned() == pattern_word(key, b - 4) as u32
+        } else if len >= 2 {
+            (p.add(a) as *const u16).read_unaligned() == pattern_word(key, a) as u16
+                && (p.add(b - 2) as *const u16).read_unaligned() == pattern_word(key, b - 2) as u16
+        } else {
+            len == 0 || *p.add(a) == pattern(key, a)
+        }
+    }
+}
+
+/// Length of the tag for slack `s`.
+#[inline(always)]
+fn tag_len(s: usize) -> usize {
+    if s < 255 { 1 } else { 9 }
+}
+
+/// Write the slack of a block of `bs` bytes at `p` holding `n < bs` requested bytes.
+///
+/// # Safety
+/// `p` is a block of ours of `bs` bytes that the caller owns.
+#[inline]
+unsafe fn write_canary(p: *mut u8, bs: usize, n: usize) {
+    debug_assert!(n < bs);
+    let key = block_key(p as usize);
+    let s = bs - n;
+    let tl = tag_len(s);
+    let end = (n + CANARY_SPAN).min(bs - tl);
+    // SAFETY: every offset written is below `bs`.
+    unsafe {
+        span_write(p, key, n, end);
+        if tl == 1 {
+            *p.add(bs - 1) = s as u8 ^ pattern(key, bs - 1);
+        } else {
+            *p.add(bs - 1) = 255 ^ pattern(key, bs - 1);
+            (p.add(bs - 9) as *mut u64).write_unaligned(s as u64 ^ key);
+        }
+    }
+}
+
+/// The requested size of the block of `bs` bytes at `p`, if its slack is intact.
+///
+/// # Safety
+/// `p` is a live block of ours of `bs` bytes.
+#[inline]
+unsafe fn read_canary(p: *const u8, bs: usize) -> Option<usize> {
+    let key = block_key(p as usize);
+    // SAFETY: every offset read is below `bs`.
+    unsafe {
+        let t = *p.add(bs - 1) ^ pattern(key, bs - 1);
+        let s = match t {
+            0 => return None,
+            255 => {
+                let s = (p.add(bs - 9) as *const u64).read_unaligned() ^ key;
+                if s < 255 || s > bs as u64 {
+                    return None;
+                }
+                s as usize
+            }
+            t => t as usize,
+        };
+        let n = bs - s;
+        let end = (n + CANARY_SPAN).min(bs - tag_len(s));
+        span_ok(p, key, n, end).then_some(n)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn overflow(p: usize) -> ! {
+    os::fatal_ptr("heap overflow past the end of the block at", p)
+}
+
+/// Clear the first `n` bytes (at most [`ZERO_LIMIT`]) and the slack's canary and tag of the
+/// block of `bs` bytes at `p`: afterwards a block of up to `ZERO_LIMIT` bytes reads as zero
+/// (unless something wrote beyond the canary).
+///
+/// # Safety
+/// `p` is a block of ours of `bs` bytes that the caller gives up, `n` its requested size.
+#[inline]
+unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
+    let tl = tag_len(bs - n);
+    let end = (n + CANARY_SPAN).min(bs);
+    // SAFETY: per the contract, all within the block.
+    unsafe {
+        if n <= ZERO_LIMIT {
+            ptr::write_bytes(p, 0, end);
+        } else {
+            ptr::write_bytes(p, 0, ZERO_LIMIT);
+            ptr::write_bytes(p.add(n), 0, end - n);
+        }
+        if bs - tl >= end {
+            ptr::write_bytes(p.add(bs - tl), 0, tl);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoded free lists
+
+#[inline(always)]
+fn encode(at: usize, next: usize) -> usize {
+    next ^ secret() as usize ^ (at >> 4)
+}
+
+#[cold]
+#[inline(never)]
+fn corrupted(page: &Page) -> ! {
+    os::fatal_ptr("corrupted free list in page at", page.start as usize)
+}
+
+/// Pop the first block of a page's strict free list, checking the link it holds; null when
+/// the list is empty. Clears the link word.
+///
+/// # Safety
+/// The calling thread owns the page.
+#[inline(always)]
+unsafe fn pop(page: *mut Page) -> *mut u8 {
+    // SAFETY: the caller owns the page; blocks on its list are its free blocks.
+    unsafe {
+        let p = &mut *page;
+        let b = p.strict_free as usize;
+        if b == 0 {
+            return ptr::null_mut();
+        }
+        let next = encode(b, (b as *const usize).read());
+        if next != 0 {
+            let start = p.start as usize;
+            let end = start + p.built as usize * p.block_size as usize;
+            let seg = &*segment::segment_of_page(page);
+            let (w, bit) = seg.bit(next);
+            if next < start || next >= end || next & 15 != 0 || w.load(Relaxed) & bit != 0 {
+                corrupted(p);
+            }
+        }
+        p.strict_free = next as *mut Block;
+        (b as *mut usize).write(0);
+        // The free list runs in random order and through the quarantine, so the next block
+        // is rarely in cache: start loading it now.
+        #[cfg(target_arch = "x86_64")]
+        if next != 0 {
+            // SAFETY: a prefetch never faults.
+            core::arch::x86_64::_mm_prefetch(next as *const i8, core::arch::x86_64::_MM_HINT_T0);
+        }
+        b as *mut u8
+    }
+}
+
+/// Push the free block `b` on its page's strict free list.
+///
+/// # Safety
+/// The calling thread owns the page; `b` is a block of it that is free and on no list.
+#[inline(always)]
+unsafe fn push(page: *mut Page, b: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        (b as *mut usize).write(encode(b, (*page).strict_free as usize));
+        (*page).strict_free = b as *mut Block;
+    }
+}
+
+/// Take a block of `page` for `h` (the slow path of `heap::alloc_slow`): collect remote frees
+/// and carve fresh blocks when the free list is empty. Null when the page has no free block.
+///
+/// # Safety
+/// The calling thread owns `h` and the page, which is in `h`'s queue.
+pub unsafe fn page_alloc(h: *mut Heap, page: *mut Page) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*page).strict_free.is_null() {
+            collect(page);
+        }
+        if (*page).strict_free.is_null() && (*page).built < (*page).capacity {
+            extend(h, page);
+        }
+        take(h, page)
+    }
+}
+
+/// Pop a block of `page` and count it as handed out; null when the list is empty.
+///
+/// # Safety
+/// As for [`page_alloc`].
+#[inline(always)]
+unsafe fn take(h: *mut Heap, page: *mut Page) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        let b = pop(page);
+        if !b.is_null() {
+            (*page).used += 1;
+            heap::mark_live(b as usize);
+            heap::bump(&(*h).allocs[heap::slot((*page).class as usize)], 1);
+        }
+        b
+    }
+}
+
+/// Carve the next blocks of a page's untouched memory into its free list, in random order.
+///
+/// # Safety
+/// The calling thread owns `h` and the page.
+unsafe fn extend(h: *mut Heap, page: *mut Page) {
+    // SAFETY: per the contract; blocks [built, capacity) are unused page memory.
+    unsafe {
+        let st = state(h);
+        let p = &mut *page;
+        let bs = p.block_size as usize;
+        let want = 4096usize
+            .checked_div(bs)
+            .unwrap_or(1)
+            .clamp(16, SHUFFLE_MAX);
+        let n = want.min((p.capacity - p.built) as usize);
+        let mut idx = [0u16; SHUFFLE_MAX];
+        for (i, v) in idx.iter_mut().enumerate().take(n) {
+            *v = i as u16;
+        }
+        let mut rng = if st.is_null() {
+            secret() ^ page as u64
+        } else {
+            (*st).next()
+        } | 1;
+        for i in (1..n).rev() {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            // A uniform index in 0..=i from the high 32 bits, by multiplication (Lemire):
+            // a division per block would cost more than the rest of the allocation.
+            let r = rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+            let j = ((r * (i as u64 + 1)) >> 32) as usize;
+            // The masks keep both indices in the array (n <= SHUFFLE_MAX, a power of two).
+            idx.swap(i & (SHUFFLE_MAX - 1), j & (SHUFFLE_MAX - 1));
+        }
+        let base = p.start as usize + p.built as usize * bs;
+        for &k in idx.get(..n).unwrap_or(&[]).iter().rev() {
+            push(page, base + k as usize * bs);
+        }
+        p.built += n as u32;
+    }
+}
+
+/// Move the blocks other threads freed into the page's strict free list (the hook of
+/// `heap::collect`). Each must still be live (its bit is cleared here), and the list may not
+/// be longer than the blocks in use.
+///
+/// # Safety
+/// The calling thread owns the page (or its heap's lock).
+pub unsafe fn collect(page: *mut Page) {
+    // SAFETY: the caller owns the page; the swap gives it the whole remote list.
+    unsafe {
+        let p = &mut *page;
+        let mut b = remote::take_blocks(&p.thread_free);
+        if b.is_null() {
+            return;
+        }
+        let seg = &*segment::segment_of_page(page);
+        let mut count = 0u32;
+        while !b.is_null() {
+            count += 1;
+            if count > p.used {
+                os::fatal_ptr(
+                    "heap corruption: remote free list too long in page at",
+                    p.start as usize,
+                );
+            }
+            let (w, bit) = seg.bit(b as usize);
+            let v = w.load(Relaxed);
+            if v & bit == 0 {
+                os::fatal_ptr("double free of", b as usize);
+            }
+            w.store(v & !bit, Relaxed);
+            let next = (*b).next;
+            push(page, b as usize);
+            b = next;
+        }
+        p.used -= count;
+        let h = p.heap.load(Relaxed);
+        heap::bump(&(*h).remote_in[heap::slot(p.class as usize)], count as u64);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quarantine
+
+/// Return a quarantined block to its page's free list (a local free).
+///
+/// # Safety
+/// `b` is a block of a page owned by `h`, counted in the page's `used`, with its live bit
+/// clear, on no list; the calling thread owns `h`.
+unsafe fn release_block(h: *mut Heap, b: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        let seg = &*((b & !segment::SEGMENT_MASK) as *const Segment);
+        let page = seg.pages.as_ptr().add(seg.page_index(b)) as *mut Page;
+        push(page, b);
+        (*page).used -= 1;
+        if (*page).used == 0 || (*page).in_full {
+            heap::free_slow(h, page);
+        }
+    }
+}
+
+/// Quarantine the block `b` of `bs` bytes, freed by the owner of its page; the oldest blocks
+/// leave the quarantine to keep it within its bounds.
+///
+/// # Safety
+/// As for [`release_block`].
+unsafe fn quarantine(h: *mut Heap, b: usize, bs: usize) {
+    // SAFETY: per the contract; the state is `h`'s own.
+    unsafe {
+        let st = state(h);
+        if st.is_null() {
+            release_block(h, b);
+            return;
+        }
+        let q = &mut *st;
+        while q.len > 0 && (q.len == QUARANTINE_BLOCKS || q.bytes + bs > QUARANTINE_BYTES) {
+            let i = q.head;
+            // The blocks leave in order and were last touched long ago: start loading the
+            // one that leaves a few frees from now (its page is written then, and its link).
+            #[cfg(target_arch = "x86_64")]
+            if let Some(&ahead) = q.ring.get((i + 8) % QUARANTINE_BLOCKS) {
+                // SAFETY: a prefetch never faults.
+                core::arch::x86_64::_mm_prefetch(
+                    ahead as *const i8,
+                    core::arch::x86_64::_MM_HINT_T0,
+                );
+            }
+            let old = *q.ring.get(i).unwrap_or(&0);
+            q.bytes -= *q.sizes.get(i).unwrap_or(&0) as usize;
+            q.head = (i + 1) % QUARANTINE_BLOCKS;
+            q.len -= 1;
+            release_block(h, old);
+        }
+        let i = (q.head + q.len) % QUARANTINE_BLOCKS;
+        if let (Some(r), Some(s)) = (q.ring.get_mut(i), q.sizes.get_mut(i)) {
+            *r = b;
+            *s = bs as u32;
+        }
+        q.len += 1;
+        q.bytes += bs;
+    }
+}
+
+/// Empty `h`'s quarantine into the free lists (before `malloc_trim` purges).
+///
+/// # Safety
+/// `h` is owned by the calling thread, or locked by it, or abandoned and held under the heap
+/// pool's lock.
+pub unsafe fn flush_quarantine(h: *mut Heap) {
+    // SAFETY: per the contract.
+    unsafe {
+        let st = (*h).strict;
+        if st.is_null() {
+            return;
+        }
+        let q = &mut *st;
+        while q.len > 0 {
+            let i = q.head;
+            let old = *q.ring.get(i).unwrap_or(&0);
+            q.bytes -= *q.sizes.get(i).unwrap_or(&0) as usize;
+            q.head = (i + 1) % QUARANTINE_BLOCKS;
+            q.len -= 1;
+            release_block(h, old);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points (from `alloc`)
+
+/// A block of class `cls` with `n` requested bytes (`n < ` the class size), canary written.
+#[inline]
+fn alloc_class(cls: usize, n: usize) -> *mut u8 {
+    let h = heap::tls_heap();
+    let mut b = ptr::null_mut();
+    if h as usize > DONE as usize {
+        // SAFETY: a pointer above DONE in our TLS is this thread's own heap.
+        unsafe {
+            let page = heap::first_page(h, cls);
+            if !page.is_null() {
+                b = take(h, page);
+            }
+        }
+    }
+    if b.is_null() {
+        b = heap::alloc(cls);
+        if b.is_null() {
+            return b;
+        }
+    }
+    // SAFETY: a fresh block of the class's size.
+    unsafe { write_canary(b, size_class::class_size(cls), n) };
+    b
+}
+
+/// A large block of at least `size + 1` bytes, canary written.
+fn alloc_large(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    let Some(req) = size.checked_add(1) else {
+        return ptr::null_mut();
+    };
+    let p = if zeroed {
+        large::alloc_zeroed(req, align)
+    } else {
+        large::alloc(req, align)
+    };
+    if p.is_null() {
+        return p;
+    }
+    let usable = large::usable_size(p).unwrap_or_else(|| os::internal("strict large block"));
+    // SAFETY: a fresh large block of `usable` bytes.
+    unsafe { write_canary(p, usable, size) };
+    p
+}
+
+/// `alloc::malloc` in strict mode.
+#[inline(never)]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size < MAX_CLASS_SIZE {
+        alloc_class(size_class::class_of(size + 1), size)
+    } else {
+        alloc_large(size, 0, false)
+    }
+}
+
+/// `alloc::malloc_aligned` in strict mode.
+#[inline(never)]
+pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+    if align <= MIN_ALIGN {
+        return malloc(size);
+    }
+    if align <= MAX_MEDIUM_SIZE && size < MAX_CLASS_SIZE {
+        if let Some(c) = size_class::class_for_aligned(size + 1, align) {
+            return alloc_class(c, size);
+        }
+    }
+    alloc_large(size, align, false)
+}
+
+/// `alloc::malloc_zeroed` in strict mode.
+pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if size >= MAX_CLASS_SIZE || align > MAX_MEDIUM_SIZE {
+        return alloc_large(size, align, true);
+    }
+    let p = malloc_aligned(size, align);
+    if !p.is_null() {
+        // SAFETY: `p` is a fresh block of at least `size` bytes.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// `alloc::free` in strict mode.
+///
+/// # Safety
+/// As for `alloc::free`.
+#[inline(never)]
+pub unsafe fn free(p: *mut u8, size: usize) {
+    if p.is_null() {
+        return;
+    }
+    match segment::segment_of(p as usize) {
+        // SAFETY: `seg` contains `p`.
+        Some(seg) => unsafe { free_class(seg, p, size) },
+        None => free_large(p, size),
+    }
+}
+
+#[cold]
+fn sized_too_large(p: usize) -> ! {
+    os::fatal_ptr("sized free with a size larger than the block at", p)
+}
+
+/// # Safety
+/// `seg` is the segment of ours that contains `p`.
+unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
+    // SAFETY: `seg` is a mapped segment of ours; its bitmap decides whether `p` is live.
+    unsafe {
+        let s = &*seg;
+        let (w, bit) = s.bit(p as usize);
+        let v = w.load(Relaxed);
+        if v & bit == 0 || (p as usize) & 15 != 0 {
+            heap::bad_free(s, p as usize);
+        }
+        let page = s.pages.as_ptr().add(s.page_index(p as usize)) as *mut Page;
+        let bs = (*page).block_size as usize;
+        let Some(n) = read_canary(p, bs) else {
+            overflow(p as usize)
+        };
+        if size > n {
+            sized_too_large(p as usize);
+        }
+        clear(p, bs, n);
+        let cls = heap::slot((*page).class as usize);
+        let h = heap::tls_heap();
+        if (*page).heap.load(Relaxed) == h {
+            // Freed from now on: a second free finds the bit clear.
+            w.store(v & !bit, Relaxed);
+            heap::bump(&(*h).frees[cls], 1);
+            quarantine(h, p as usize, bs);
+        } else {
+            if h as usize > DONE as usize {
+                heap::bump(&(*h).frees[cls], 1);
+                heap::bump(&(*h).remote_out[cls], 1);
+            } else {
+                heap::HEAPLESS_FREES[cls].fetch_add(1, Relaxed);
+            }
+            heap::remote_free(page, p as *mut Block);
+        }
+    }
+}
+
+fn free_large(p: *mut u8, size: usize) {
+    let Some(usable) = large::usable_size(p) else {
+        // Not a live large block: `large::free` reports it (invalid or double free).
+        large::free(p, size);
+        return;
+    };
+    // SAFETY: a live large block of `usable` bytes.
+    let Some(n) = (unsafe { read_canary(p, usable) }) else {
+        overflow(p as usize)
+    };
+    if size > n {
+        sized_too_large(p as usize);
+    }
+    // The block becomes inaccessible while it waits in the large-block cache (a use after
+    // free faults); a reuse opens it again (`reopen_large`). Its pages stay resident, so a
+    // reuse costs two `mprotect`s instead of a fault per page. When the mapping cannot be
+    // split (vm.max_map_count), the pages are purged instead: they read as zero.
+    // SAFETY: the caller gives the whole block up; it is page-aligned and page-granular.
+    unsafe {
+        if !os::protect_none(p, usable) {
+            os::purge(p, usable);
+        }
+    }
+    large::free(p, 0);
+}
+
+/// Open a cached large block again for reuse (the hook of `large::alloc`); false when the
+/// kernel cannot (no mapping left): the caller then drops the block.
+///
+/// # Safety
+/// `[p, p + usable)` is a cached large block that the caller has just taken.
+pub unsafe fn reopen_large(p: *mut u8, usable: usize) -> bool {
+    // SAFETY: per the contract, the range is ours and holds nothing live.
+    unsafe { os::protect_rw(p, usable) }
+}
+
+/// The block size and requested size of the live block at `p`, and whether it is a
+/// size-class block; `None` when `p` is not a live block of ours.
+///
+/// # Safety
+/// `p` is non-null.
+unsafe fn info(p: *const u8) -> Option<(usize, usize, bool)> {
+    let (bs, class) = match segment::segment_of(p as usize) {
+        Some(seg) => {
+            // SAFETY: `seg` contains `p`.
+            (unsafe { heap::usable_size(seg, p as *mut u8) }?, true)
+        }
+        None => (large::usable_size(p)?, false),
+    };
+    // SAFETY: a live block of `bs` bytes.
+    match unsafe { read_canary(p, bs) } {
+        Some(n) => Some((bs, n, class)),
+        None => overflow(p as usize),
+    }
+}
+
+/// `alloc::usable_size` in strict mode: the requested size (the slack holds the canary).
+///
+/// # Safety
+/// `p` is a non-null pointer this allocator returned.
+pub unsafe fn usable_size(p: *const u8) -> usize {
+    // SAFETY: forwarded contract.
+    match unsafe { info(p) } {
+        Some((_, n, _)) => n,
+        None => os::fatal_ptr("usable size of invalid or freed pointer", p as usize),
+    }
+}
+
+/// `alloc::realloc` in strict mode.
+///
+/// # Safety
+/// As for `alloc::realloc`.
+pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    // SAFETY: `p` is non-null per the contract.
+    let Some((bs, n, class)) = (unsafe { info(p) }) else {
+        os::fatal_ptr("realloc of invalid or freed pointer", p as usize);
+    };
+    if class {
+        // In place while the request still fits the class with a canary byte and does not
+        // waste over half of it.
+        if size < bs && (size + 1 >= bs / 2 || bs <= 2 * MIN_ALIGN) {
+            // SAFETY: the caller's live block of `bs` bytes.
+            unsafe {
+                clear_slack(p, bs, n);
+                // Dropped bytes are cleared as a free would (up to ZERO_LIMIT).
+                let keep = n.min(ZERO_LIMIT);
+                if size < keep {
+                    ptr::write_bytes(p.add(size), 0, keep - size);
+                }
+                write_canary(p, bs, size);
+            }
+            return p;
+        }
+    } else if size >= MAX_CLASS_SIZE && (p as usize) % align == 0 {
+        let q = large::resize(p, size + 1, align);
+        if !q.is_null() {
+            let usable = large::usable_size(q).unwrap_or_else(|| os::internal("strict realloc"));
+            // SAFETY: the block at `q` is live with `usable` bytes, of which the first
+            // min(n, size) are the caller's; the old slack (at the same offsets) is cleared
+            // where it is not data any more. (Bytes dropped by a shrink stay: a freed large
+            // block is inaccessible anyway.)
+            unsafe {
+                let old_tl = tag_len(bs - n);
+                let from = (bs - old_tl).max(size);
+                if from < bs {
+                    ptr::write_bytes(q.add(from), 0, bs - from);
+                }
+                let end = (n + CANARY_SPAN).min(bs);
+                if end > size {
+                    let lo = n.max(size);
+                    ptr::write_bytes(q.add(lo), 0, end - lo);
+                }
+                write_canary(q, usable, size);
+            }
+            return q;
+        }
+    }
+    let q = malloc_aligned(size, align);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live, distinct, and at least min(size, n) bytes long.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, size.min(n));
+        free(p, 0);
+    }
+    q
+}
+
+/// Zero the canary and tag of a block (before writing them for a new size).
+///
+/// # Safety
+/// `p` is a live block of ours of `bs` bytes with `n` requested bytes.
+unsafe fn clear_slack(p: *mut u8, bs: usize, n: usize) {
+    let tl = tag_len(bs - n);
+    let end = (n + CANARY_SPAN).min(bs);
+    // SAFETY: per the contract, all within the block.
+    unsafe {
+        ptr::write_bytes(p.add(n), 0, end - n);
+        ptr::write_bytes(p.add(bs - tl), 0, tl);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guard pages
+
+/// Guards laid out by strict mode, in all segments.
+static GUARDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Make the last OS page of every page of `seg` a guard (the hook of `segment::alloc`), unless
+/// the segment already has that layout or the guard budget is spent. A reused segment laid out
+/// for another kind is opened again first (one `mprotect`).
+///
+/// # Safety
+/// `seg` is a segment of ours, set up for its kind, with no page in use.
+pub unsafe fn guard_pages(seg: *mut Segment) {
+    // SAFETY: per the contract, the header and the data area are ours.
+    unsafe {
+        let s = &mut *seg;
+        let want = s.kind as u8 + 1;
+        if s.guard_kind == want {
+            return;
+        }
+        let ps = os::page_size();
+        let (first, num) = s.page_range();
+        let lo = s.page_bounds(first).0;
+        let hi = s.page_bounds(num - 1).1;
+        if s.guard_kind != 0 {
+            // Merging the data area back into one mapping never needs a new one.
+            if !os::protect_rw(lo as *mut u8, hi - lo) {
+                os::internal("strict guards: reopening a segment failed");
+            }
+            GUARDS.fetch_sub(s.guards as usize, Relaxed);
+            s.guards = 0;
+            s.guard_kind = 0;
+            s.page_tail = 0;
+        }
+        let count = num - first;
+        if GUARDS.fetch_add(count, Relaxed) + count > GUARD_BUDGET {
+            GUARDS.fetch_sub(count, Relaxed);
+            return;
+        }
+        for i in first..num {
+            let end = s.page_bounds(i).1;
+            if !os::protect_none((end - ps) as *mut u8, ps) {
+                // No mapping left (vm.max_map_count): undo, keep the segment unguarded.
+                if end - ps > lo && !os::protect_rw(lo as *mut u8, end - ps - lo) {
+                    os::internal("strict guards: undo failed");
+                }
+                GUARDS.fetch_sub(count, Relaxed);
+                return;
+            }
+        }
+        s.guards = count as u32;
+        s.page_tail = ps as u32;
+        s.guard_kind = want;
+    }
+}
+
+/// A segment is being unmapped: its guards leave the budget.
+pub fn segment_released(seg: &Segment) {
+    if seg.guards != 0 {
+        GUARDS.fetch_sub(seg.guards as usize, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_round_trip() {
+        let mut buf = [0u64; 128];
+        let p = buf.as_mut_ptr() as *mut u8;
+        for bs in [16usize, 32, 48, 64, 192, 256, 272, 512, 1024] {
+            for n in 0..bs {
+                // SAFETY: the buffer holds 1024 bytes.
+                unsafe {
+                    ptr::write_bytes(p, 0xAB, bs);
+                    write_canary(p, bs, n);
+                    assert_eq!(read_canary(p, bs), Some(n), "bs {bs} n {n}");
+                    if n < bs - 1 {
+                        *p.add(n) ^= 0xFF;
+                        assert_eq!(read_canary(p, bs), None, "overflow bs {bs} n {n}");
+                    }
+                }
+            }
+        }
+    }
+}

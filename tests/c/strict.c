@@ -1,0 +1,190 @@
+/* strict: the properties of strict mode (MAPALLOC_STRICT=1), checked from C under the preload.
+ *
+ *   strict props          every observable property; prints "ok"
+ *   strict CASE           one deliberate misuse that must abort (tests/preload.rs checks the
+ *                         signal and the message): overflow, overflow-large, double-free,
+ *                         corrupt-link, uaf-large
+ *
+ * Reading freed memory and writing into a block's slack are undefined behaviour in C; this
+ * program does it on purpose, through volatile pointers, to observe what the allocator did.
+ */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+/* Hides a pointer from the compiler, whose warnings (and optimisations) would otherwise see
+ * the deliberate out-of-bounds and after-free accesses. */
+static void *launder(void *p) {
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+#define CHECK(cond, ...)                                                                      \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                              \
+            fprintf(stderr, __VA_ARGS__);                                                     \
+            fputc('\n', stderr);                                                              \
+            failures++;                                                                       \
+        }                                                                                     \
+    } while (0)
+
+/* Freed memory reads zero: the requested bytes (up to 4 KiB) and the canary are cleared. */
+static void freed_reads_zero(void) {
+    static const size_t sizes[] = {1, 15, 16, 100, 1000, 3000, 4096};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        unsigned char *p = malloc(n);
+        CHECK(p != NULL, "malloc(%zu)", n);
+        memset(p, 0xA5, n);
+        volatile unsigned char *v = launder(p);
+        free(p);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += v[i] != 0;
+        CHECK(bad == 0, "%zu of %zu bytes of a freed block are not zero", bad, n);
+    }
+}
+
+/* Reuse is delayed: a freed block is not handed out by the next 200 mallocs of its size. */
+static void reuse_delayed(void) {
+    enum { N = 200 };
+    void *keep[N];
+    void *p = malloc(48);
+    free(p);
+    int seen = 0;
+    for (int i = 0; i < N; i++) {
+        keep[i] = malloc(48);
+        seen += keep[i] == p;
+    }
+    CHECK(seen == 0, "a freed block came back within %d mallocs", N);
+    for (int i = 0; i < N; i++)
+        free(keep[i]);
+}
+
+/* Allocation order within a page is random: consecutive mallocs are not a fixed stride. */
+static void order_random(void) {
+    enum { N = 64 };
+    char *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = malloc(200); /* a class nothing else here uses: a fresh page */
+    int up = 0, same_stride = 0;
+    for (int i = 1; i < N; i++) {
+        up += p[i] > p[i - 1];
+        same_stride += p[i] - p[i - 1] == p[1] - p[0];
+    }
+    CHECK(up < N - 8, "%d of %d consecutive blocks ascend", up, N - 1);
+    CHECK(same_stride < N / 2, "%d of %d steps have the same stride", same_stride, N - 1);
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+}
+
+/* malloc_usable_size reports the requested size: the slack holds the canary. */
+static void usable_is_requested(void) {
+    static const size_t sizes[] = {0, 1, 31, 32, 1000, 70000, 600000, 3 << 20};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        char *p = malloc(sizes[k]);
+        CHECK(p != NULL, "malloc(%zu)", sizes[k]);
+        CHECK(malloc_usable_size(p) == sizes[k], "usable %zu for %zu", malloc_usable_size(p),
+              sizes[k]);
+        memset(p, 1, sizes[k]);
+        free(p);
+    }
+    /* realloc keeps the contents and the canary follows the new size */
+    char *p = malloc(10);
+    memcpy(p, "0123456789", 10);
+    p = realloc(p, 12);
+    CHECK(p && memcmp(p, "0123456789", 10) == 0, "realloc in place lost data");
+    CHECK(malloc_usable_size(p) == 12, "usable after realloc %zu", malloc_usable_size(p));
+    p = realloc(p, 5000);
+    CHECK(p && memcmp(p, "0123456789", 10) == 0, "realloc moving lost data");
+    p = realloc(p, 2 << 20);
+    CHECK(p && memcmp(p, "0123456789", 10) == 0, "realloc to large lost data");
+    p[(2 << 20) - 1] = 7;
+    p = realloc(p, 5 << 20);
+    CHECK(p && memcmp(p, "0123456789", 10) == 0 && p[(2 << 20) - 1] == 7, "large growth");
+    free(p);
+    void *z = calloc(1000, 3);
+    CHECK(z && malloc_usable_size(z) == 3000, "calloc usable");
+    free(z);
+    void *a = aligned_alloc(4096, 4096);
+    CHECK(a && ((uintptr_t)a & 4095) == 0 && malloc_usable_size(a) == 4096, "aligned_alloc");
+    free(a);
+}
+
+/* Sizes that are a whole number of pages or classes still get a canary and work. */
+static void churn(void) {
+    for (int round = 0; round < 3; round++) {
+        void *p[1000];
+        for (int i = 0; i < 1000; i++) {
+            size_t n = (size_t)(i * 37 % 5000) + (size_t)round;
+            p[i] = malloc(n);
+            memset(p[i], i, n);
+        }
+        for (int i = 0; i < 1000; i += 2)
+            free(p[i]);
+        for (int i = 1; i < 1000; i += 2)
+            free(p[i]);
+    }
+}
+
+static int run_case(const char *c) {
+    if (strcmp(c, "overflow") == 0) {
+        volatile unsigned char *p = launder(malloc(20));
+        p[20] ^= 0xFF; /* one byte past the request, inside the 32-byte class */
+        free((void *)p);
+    } else if (strcmp(c, "overflow-large") == 0) {
+        volatile unsigned char *p = launder(malloc(600000));
+        p[600000] ^= 0xFF;
+        free((void *)p);
+    } else if (strcmp(c, "double-free") == 0) {
+        void *p = malloc(40);
+        void *again = launder(p);
+        free(p);
+        free(again); /* still in the quarantine */
+    } else if (strcmp(c, "corrupt-link") == 0) {
+        /* The first malloc of a fresh class carves a batch of blocks at the start of a
+         * 64 KiB page; all but the one returned wait on the free list, their first word an
+         * encoded link. Overwrite those links (a use after free would), then allocate. */
+        char *p = malloc(90); /* 96-byte class, used by nothing else here */
+        uintptr_t start = (uintptr_t)p & ~(uintptr_t)0xFFFF;
+        for (uintptr_t b = start; b < start + 42 * 96; b += 96)
+            if (b != (uintptr_t)p)
+                *(volatile uint64_t *)b = 0x4141414141414141ULL;
+        for (int i = 0; i < 64; i++)
+            launder(malloc(90));
+    } else if (strcmp(c, "uaf-large") == 0) {
+        volatile char *p = launder(malloc(2 << 20));
+        p[0] = 1;
+        free(launder((void *)p));
+        return p[0]; /* the freed large block is PROT_NONE: SIGSEGV */
+    } else {
+        fprintf(stderr, "unknown case %s\n", c);
+        return 2;
+    }
+    fprintf(stderr, "FAIL: %s did not abort\n", c);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: strict props | CASE\n");
+        return 2;
+    }
+    if (strcmp(argv[1], "props") != 0)
+        return run_case(argv[1]);
+    freed_reads_zero();
+    reuse_delayed();
+    order_random();
+    usable_is_requested();
+    churn();
+    if (failures)
+        return 1;
+    puts("ok");
+    return 0;
+}
