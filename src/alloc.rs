@@ -158,7 +158,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
 /// ring of recently unmapped blocks), else with `invalid`. Nothing in front of `p` is read.
 #[cold]
 #[inline(never)]
-fn misuse(freed: &str, invalid: &str, p: usize) -> ! {
+pub(crate) fn misuse(freed: &str, invalid: &str, p: usize) -> ! {
     let was_freed = match segment::segment_of(p) {
         // A segment may have been mapped where a large block was unmapped (see
         // `heap::bad_free`).

@@ -771,7 +771,11 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     // SAFETY: forwarded contract.
     match unsafe { info(p) } {
         Some((_, n, _)) => n,
-        None => os::fatal_ptr("usable size of invalid or freed pointer", p as usize),
+        None => crate::alloc::misuse(
+            "malloc_usable_size of freed pointer",
+            "malloc_usable_size of invalid pointer",
+            p as usize,
+        ),
     }
 }
 
@@ -782,7 +786,11 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     // SAFETY: `p` is non-null per the contract.
     let Some((bs, n, class)) = (unsafe { info(p) }) else {
-        os::fatal_ptr("realloc of invalid or freed pointer", p as usize);
+        crate::alloc::misuse(
+            "realloc of freed pointer",
+            "realloc of invalid pointer",
+            p as usize,
+        );
     };
     if class {
         // In place while the request still fits the class with a canary byte and does not

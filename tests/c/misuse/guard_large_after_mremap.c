@@ -16,6 +16,8 @@ int main(void)
     report_faults();
     announce_as("expect", p + n);
     ((volatile char *)launder(p))[n] = 1;
+    /* Strict mode keeps a canary in slack after the usable size: the free reports it. */
+    free(launder(p));
     free(blocker);
     survived();
 }
