@@ -114,7 +114,10 @@ fn printed(stdout: &str, key: &str, case: &str) -> usize {
 
 /// Runs one case with `env` and asserts how it ended.
 fn check_case(name: &str, expect: Expect, env: &[(&str, &str)], tag: &str) {
-    let strict = env.contains(&("MAPALLOC_STRICT", "1"));
+    // Strict mode: asked for by this run, or inherited (the whole suite runs in both modes).
+    let strict = env.contains(&("MAPALLOC_STRICT", "1"))
+        || (!env.iter().any(|(k, _)| *k == "MAPALLOC_STRICT")
+            && std::env::var("MAPALLOC_STRICT").is_ok_and(|v| v == "1"));
     let bin = compile(name, tag);
     let out = run(&bin, env);
     let stdout = String::from_utf8_lossy(&out.stdout);
