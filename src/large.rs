@@ -343,6 +343,9 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
             return addr as *mut u8;
         }
     }
+    if let Some(p) = grow_cached(size, usable, align, zero) {
+        return p;
+    }
     let p = os::map_guarded(usable, guard(), align);
     if p.is_null() {
         return p;
@@ -361,6 +364,57 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
     l.live_bytes += usable;
     l.allocs += 1;
     p
+}
+
+/// No cached block fits: grow the largest cached one that is smaller (at least half the
+/// request) to `usable` bytes with `mremap`, so that its resident pages serve the new block
+/// instead of a fresh mapping being faulted in page by page (a few system calls instead of a
+/// fault per page). `None` when there is no such block or strict mode is on (its cached blocks
+/// are fenced); the caller then maps a fresh block.
+fn grow_cached(size: usize, usable: usize, align: usize, zero: bool) -> Option<*mut u8> {
+    if crate::config::strict() {
+        return None;
+    }
+    let mut l = LARGE.lock();
+    let mut best = 0;
+    let mut best_k = 0;
+    for k in 0..l.cache_len {
+        let addr = l.cached(k);
+        let e = l.get(l.find(addr).unwrap_or_else(|| internal()));
+        if e.usable < usable && e.usable >= usable / 2 && addr % align == 0 && e.usable > best {
+            best = e.usable;
+            best_k = k;
+        }
+    }
+    if best == 0 {
+        return None;
+    }
+    let addr = l.cached(best_k);
+    l.cache_remove(best_k);
+    let i = l.find(addr).unwrap_or_else(|| internal());
+    l.slot(i).state = State::Live;
+    l.live_bytes += best;
+    l.allocs += 1;
+    drop(l);
+    let p = resize(addr as *mut u8, size, align);
+    if p.is_null() {
+        // The kernel could not move it: drop the block, map afresh.
+        let mut l = LARGE.lock();
+        let i = l.find(addr).unwrap_or_else(|| internal());
+        l.remove_at(i);
+        l.note_released(addr);
+        l.live_bytes -= best;
+        l.allocs -= 1;
+        drop(l);
+        // SAFETY: out of the table; the mapping is ours alone.
+        unsafe { unmap(addr, best) };
+        return None;
+    }
+    if zero {
+        // SAFETY: the block is live, ours, and at least `size` bytes long.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+    Some(p)
 }
 
 /// Unmap a large block with its guards.

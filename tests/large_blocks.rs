@@ -88,6 +88,54 @@ fn growing_realloc_moves_pages_with_mremap() {
     }
 }
 
+/// Page faults taken by the calling thread so far.
+fn thread_faults() -> i64 {
+    // SAFETY: `ru` is a valid out-pointer; RUSAGE_THREAD exists on Linux 2.6.26+.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
+        ru.ru_minflt
+    }
+}
+
+/// A request that no cached block fits grows a smaller cached one with `mremap`: its resident
+/// pages serve the new block, which faults in only what it adds.
+#[test]
+fn larger_request_grows_a_cached_block() {
+    let _g = SERIAL.lock().unwrap();
+    if strict() {
+        return; // strict mode's cached blocks are fenced; it maps afresh
+    }
+    let small = Layout::from_size_align(8 << 20, 16).unwrap();
+    let big = Layout::from_size_align(12 << 20, 16).unwrap();
+    let ps = 4096;
+    // SAFETY: valid layouts; blocks are written in bounds and freed once.
+    unsafe {
+        let p = MapAlloc.alloc(small);
+        assert!(!p.is_null());
+        for i in (0..small.size()).step_by(ps) {
+            *p.add(i) = 1;
+        }
+        MapAlloc.dealloc(p, small);
+        let remaps = mapalloc::stats().mremap;
+        let faults = thread_faults();
+        let q = MapAlloc.alloc(big);
+        assert!(!q.is_null());
+        for i in (0..big.size()).step_by(ps) {
+            *q.add(i) = 2;
+        }
+        let taken = thread_faults() - faults;
+        assert!(mapalloc::stats().mremap > remaps, "no mremap");
+        // 12 MiB fresh would be 3072 faults of 4 KiB pages; the grown block adds 4 MiB.
+        assert!(
+            taken < ((big.size() - small.size()) / ps + 256) as i64,
+            "{taken} faults: the cached pages were not reused"
+        );
+        assert!(mapalloc::usable_size(q) >= big.size());
+        MapAlloc.dealloc(q, big);
+    }
+}
+
 const CASE: &str = "MAPALLOC_GUARD_CASE";
 
 #[test]
