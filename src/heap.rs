@@ -24,6 +24,34 @@
 //! of an exited thread can be freed by anyone at any time. A DONE thread (other libraries'
 //! destructors run after ours) frees everything as a remote free and allocates from a shared
 //! backup heap under a lock.
+//!
+//! # Heaps of threads that ended without the hook
+//! glibc runs key destructors in rounds, each round visiting the keys in index order, and stops
+//! after `PTHREAD_DESTRUCTOR_ITERATIONS` (4) rounds. A thread whose *first* allocation happens
+//! in a destructor of the last round, after our key was visited, gets a heap and a key value
+//! that no destructor will ever see; so does a thread that ends without destructors at all
+//! (raw `clone` threads, `SYS_exit`). Nothing in the thread can tell that it is exiting, so
+//! such heaps are reclaimed lazily instead: every heap records its owner as (fork epoch,
+//! process id, thread id), and when the pool has no abandoned heap to hand out and the live
+//! count has doubled since the last look, `pool_acquire` asks the kernel about each live heap's
+//! owner (`tgkill(pid, tid, 0)`) and abandons the heaps whose thread no longer exists (`trim`
+//! looks too). This is sound because:
+//! - a thread the kernel reports gone (`ESRCH`) never runs again, and it left its heap
+//!   consistent: it returned from its last allocator call before it exited (a thread cancelled
+//!   asynchronously inside `malloc` is undefined behaviour by POSIX and not covered);
+//! - thread ids are reused: a reused id makes a dead owner look alive, which only delays the
+//!   reclaim, never the other way round;
+//! - after `fork`, the child's only thread is the forking one under a new id, and every other
+//!   heap's owner is gone, but those heaps may have been in the middle of an operation. The
+//!   child handler (`after_fork_child`) bumps the epoch, so no heap stamped before the fork is
+//!   ever reclaimed by scanning, and re-stamps the forking thread's heap. A fork that runs no
+//!   handlers (`_Fork`, raw `clone`) is detected by a page mapped with `MADV_WIPEONFORK`: the
+//!   kernel zeroes it in every child, and a zero token turns the scan off in that process;
+//! - the dead thread's writes to its heap are visible to the scanner: the kernel's thread exit
+//!   and the `tgkill` lookup synchronise (locks and RCU in the kernel), and the scanner hands
+//!   the heap on through the pool lock.
+//!
+//! On a kernel without `MADV_WIPEONFORK` (before 4.14) heaps are never reclaimed this way.
 
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +105,66 @@ pub struct Heap {
     next_abandoned: *mut Heap,
     /// When the next purge is due (`os::now_ms`), 0 when nothing waits (owner only).
     purge_due: u64,
+    /// The owning thread, from [`owner_stamp`]; 0 when no thread owns the heap (abandoned, the
+    /// backup heap). Written under the pool lock, or by the forking thread in the child.
+    owner: AtomicU64,
+}
+
+/// Bits of a thread or process id in an owner stamp (Linux's `PID_MAX_LIMIT` is 2^22).
+const ID_BITS: u32 = 22;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+/// The fork epoch takes the remaining 20 bits.
+const EPOCH_SHIFT: u32 = 2 * ID_BITS;
+
+/// How many `fork`s lie between this process and the one that loaded the allocator (counted
+/// by our child handler): heaps stamped in an earlier epoch are never reclaimed by scanning.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// A page the kernel zeroes in the child of any fork (see the module doc); holds 1 while owner
+/// stamps can be trusted. Null until initialisation, or when the kernel lacks
+/// `MADV_WIPEONFORK`.
+static FORK_TOKEN: core::sync::atomic::AtomicPtr<AtomicU64> =
+    core::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Map the fork token (once, from `init`). Never allocates.
+pub fn init_fork_token() {
+    let p = os::map_wipe_on_fork() as *mut AtomicU64;
+    if !p.is_null() {
+        // SAFETY: a fresh, page-aligned, zeroed mapping of ours.
+        unsafe { (*p).store(1, Ordering::Relaxed) };
+        FORK_TOKEN.store(p, Ordering::Release);
+    }
+}
+
+/// The owner stamp of the calling thread: (fork epoch, process id, thread id), never 0.
+/// 0 (a heap never reclaimed by scanning) if an id does not fit.
+fn owner_stamp() -> u64 {
+    let (pid, tid) = os::process_and_thread_id();
+    let (pid, tid) = (pid as u64, tid as u64);
+    if pid > ID_MASK || tid > ID_MASK || tid == 0 {
+        return 0;
+    }
+    let epoch = EPOCH.load(Ordering::Relaxed) & ((1 << (64 - EPOCH_SHIFT)) - 1);
+    (epoch << EPOCH_SHIFT) | (pid << ID_BITS) | tid
+}
+
+/// In the child of `fork`, from our `pthread_atfork` child handler: a new epoch (heaps of the
+/// threads that did not follow into the child are never reclaimed by scanning, since they may
+/// have been in use at the fork), the forking thread's heap stamped with its new ids, and the
+/// fork token set again. Runs before any other thread exists in the child; takes no lock (the
+/// fork may have come from a signal handler that interrupted the allocator).
+pub fn after_fork_child() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+    let h = tls_heap();
+    if h as usize > DONE as usize {
+        // SAFETY: this thread's own heap.
+        unsafe { (*h).owner.store(owner_stamp(), Ordering::Relaxed) };
+    }
+    let t = FORK_TOKEN.load(Ordering::Relaxed);
+    if !t.is_null() {
+        // SAFETY: the token page is mapped for ever once published.
+        unsafe { (*t).store(1, Ordering::Relaxed) };
+    }
 }
 
 /// Marks a thread whose exit hook has run.
@@ -98,7 +186,12 @@ struct Pool {
     chunk_end: usize,
     live: usize,
     abandoned_count: usize,
+    /// Look for heaps of ended threads when `live` reaches this (see the module doc).
+    scan_at: usize,
 }
+
+/// The live-heap count below which `pool_acquire` does not look for heaps of ended threads.
+const SCAN_MIN: usize = 32;
 
 // SAFETY: the pool's pointers refer to mapped heap memory that lives forever; the lock
 // serialises access.
@@ -111,6 +204,7 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     chunk_end: 0,
     live: 0,
     abandoned_count: 0,
+    scan_at: 0,
 });
 
 /// The heap used by threads that allocate after their exit hook ran.
@@ -118,12 +212,22 @@ static BACKUP: SpinLock<usize> = SpinLock::new(0);
 
 const HEAP_CHUNK: usize = 256 * 1024;
 
-fn pool_acquire() -> *mut Heap {
+/// A heap for a new owner, stamped `owner` (0: not reclaimable by scanning).
+fn pool_acquire(owner: u64) -> *mut Heap {
     let mut pool = POOL.lock();
-    let h = pool.abandoned;
+    let mut h = pool.abandoned;
+    if h.is_null() && pool.live >= pool.scan_at.max(SCAN_MIN) {
+        // Amortised: the next scan waits until the live count doubles again.
+        reclaim_dead(&mut pool);
+        pool.scan_at = pool.live.saturating_mul(2);
+        h = pool.abandoned;
+    }
     if !h.is_null() {
         // SAFETY: heaps on the abandoned stack are valid and unused.
-        pool.abandoned = unsafe { (*h).next_abandoned };
+        unsafe {
+            pool.abandoned = (*h).next_abandoned;
+            (*h).owner.store(owner, Ordering::Relaxed);
+        }
         pool.abandoned_count -= 1;
         pool.live += 1;
         return h;
@@ -143,10 +247,46 @@ fn pool_acquire() -> *mut Heap {
     let h = pool.chunk as *mut Heap;
     pool.chunk += size;
     // SAFETY: fresh zeroed memory is a valid empty heap; link it into the registry.
-    unsafe { (*h).next_all = pool.all };
+    unsafe {
+        (*h).next_all = pool.all;
+        (*h).owner.store(owner, Ordering::Relaxed);
+    }
     pool.all = h;
     pool.live += 1;
     h
+}
+
+/// Abandon every live heap whose owner thread no longer exists (see the module doc). Returns
+/// how many were reclaimed.
+fn reclaim_dead(pool: &mut Pool) -> usize {
+    let t = FORK_TOKEN.load(Ordering::Acquire);
+    // SAFETY: the token page is mapped for ever once published.
+    if t.is_null() || unsafe { (*t).load(Ordering::Relaxed) } != 1 {
+        return 0; // no token, or a fork that ran no handler of ours: stamps are unreliable
+    }
+    let epoch = EPOCH.load(Ordering::Relaxed) & ((1 << (64 - EPOCH_SHIFT)) - 1);
+    let mut n = 0;
+    let mut h = pool.all;
+    while !h.is_null() {
+        // SAFETY: heaps are never unmapped; the pool lock serialises owner changes (except the
+        // child-of-fork re-stamp, which runs before any other thread exists).
+        unsafe {
+            let o = (*h).owner.load(Ordering::Acquire);
+            if o != 0
+                && o >> EPOCH_SHIFT == epoch
+                && os::thread_gone(((o >> ID_BITS) & ID_MASK) as u32, (o & ID_MASK) as u32)
+            {
+                (*h).owner.store(0, Ordering::Relaxed);
+                (*h).next_abandoned = pool.abandoned;
+                pool.abandoned = h;
+                pool.abandoned_count += 1;
+                pool.live -= 1;
+                n += 1;
+            }
+            h = (*h).next_all;
+        }
+    }
+    n
 }
 
 /// Visit every heap ever created (for statistics). `f` must not allocate.
@@ -177,7 +317,10 @@ pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
     }
     let mut pool = POOL.lock();
     // SAFETY: the exiting thread owned `h` and has let go of it (TLS says DONE).
-    unsafe { (*h).next_abandoned = pool.abandoned };
+    unsafe {
+        (*h).owner.store(0, Ordering::Relaxed);
+        (*h).next_abandoned = pool.abandoned;
+    }
     pool.abandoned = h;
     pool.abandoned_count += 1;
     pool.live -= 1;
@@ -231,7 +374,7 @@ fn alloc_no_heap(cls: usize) -> *mut u8 {
     // After thread exit: the shared backup heap, under its lock.
     let mut b = BACKUP.lock();
     if *b == 0 {
-        *b = pool_acquire() as usize;
+        *b = pool_acquire(0) as usize;
         if *b == 0 {
             return ptr::null_mut();
         }
@@ -246,7 +389,7 @@ fn new_thread_heap() -> *mut Heap {
     // Again for each new thread heap: a no-op once loaded, and a retry if the first
     // allocation came before libc had set up the environment.
     crate::config::load();
-    let h = pool_acquire();
+    let h = pool_acquire(owner_stamp());
     if h.is_null() {
         return h;
     }
@@ -718,7 +861,8 @@ pub fn trim() -> usize {
         bytes += unsafe { trim_heap(h, now) };
     }
     {
-        let pool = POOL.lock();
+        let mut pool = POOL.lock();
+        reclaim_dead(&mut pool);
         let mut a = pool.abandoned;
         while !a.is_null() {
             // SAFETY: an abandoned heap has no owner; holding the pool lock keeps anyone from
