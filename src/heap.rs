@@ -464,6 +464,10 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
                 collect(page);
             }
             if (*page).free.is_null() && (*page).built < (*page).capacity {
+                if !(*page).dirty {
+                    // An empty page whose memory was purged while it stayed queued.
+                    segment::mark_dirty(segment::segment_of_page(page), page);
+                }
                 extend(page);
             }
             if !(*page).free.is_null() {
@@ -708,9 +712,6 @@ pub unsafe fn usable_size(seg: *mut Segment, p: *mut u8) -> Option<usize> {
 unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page.
     unsafe {
-        if (*h).purge_due != 0 {
-            purge_check(h);
-        }
         if (*page).in_full {
             // A page already NOTIFIED stays on the notify stack; draining it copes with a page
             // that is back in its queue.
@@ -720,12 +721,19 @@ unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
         if (*page).used == 0 {
             retire(h, page);
         }
+        // Last: the purge moves and gives back queued pages, `page` among them.
+        if (*h).purge_due != 0 {
+            purge_check(h);
+        }
     }
 }
 
 /// Give an empty page back to its segment, unless it is the only page of its class (a loop
 /// that allocates and frees one block must not map and unmap a page each time) or is on the
-/// notify stack.
+/// notify stack. A kept page's memory is purged once it has stayed empty for the purge delay
+/// (see `purge`): without that, every heap kept up to a page per class resident for ever
+/// (a 512 KiB page for each class above 8 KiB), which `tests/soak.rs` saw as RSS growing
+/// with the number of heaps and classes used.
 unsafe fn retire(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page, which is in its class queue and empty.
     unsafe {
@@ -736,6 +744,12 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
                 .load(crate::sync::atomic::Ordering::Relaxed)
                 == NOTIFIED
         {
+            if (*h).purge_due == 0 {
+                // Not `schedule_purge`: with a zero delay it would purge at once, and a loop
+                // that allocates and frees one block would pay an madvise each time.
+                let due = os::now_ms().saturating_add(crate::config::purge_delay_ms() as u64);
+                (*h).purge_due = due.max(1);
+            }
             return;
         }
         queue_remove(q, page);
@@ -746,9 +760,21 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
 /// Return an empty page, already off every list, to its segment, and the segment to the
 /// segment cache when it has no page left in use; schedule the purge of its memory.
 unsafe fn give_back(h: *mut Heap, page: *mut Page) {
+    let now = os::now_ms();
+    // SAFETY: per the contract.
+    unsafe {
+        give_back_quiet(h, page, now);
+        schedule_purge(h, now);
+    }
+}
+
+/// [`give_back`] without scheduling the purge (for `purge` itself, which must not re-enter).
+///
+/// # Safety
+/// As for [`give_back`].
+unsafe fn give_back_quiet(h: *mut Heap, page: *mut Page, now: u64) {
     // SAFETY: the caller owns `h` and the page, which is empty and on no list.
     unsafe {
-        let now = os::now_ms();
         (*page).freed_at = now;
         let seg = segment::segment_of_page(page);
         (*seg).return_page(page);
@@ -760,7 +786,6 @@ unsafe fn give_back(h: *mut Heap, page: *mut Page) {
         } else if !(*seg).in_heap_list {
             seg_list_push(h, seg);
         }
-        schedule_purge(h, now);
     }
 }
 
@@ -835,6 +860,42 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
                 next = next.min(n);
                 bytes += b;
                 seg = (*seg).next;
+            }
+        }
+        // Pages still queued: those that remote frees emptied (their blocks wait on the
+        // remote-free list until the owner looks, and a page behind the first of its queue
+        // may not be looked at for a long time) go back to their segment, whose free pages
+        // are purged below after the delay; the one page a class keeps (see `retire`) has its
+        // memory purged once it has been seen empty for the delay.
+        drain_notify(h);
+        for c in 0..NUM_CLASSES {
+            let mut page = (*h).queues[slot(c)].first;
+            while !page.is_null() {
+                let after = (*page).next;
+                collect(page);
+                let notified = (*page)
+                    .full_state
+                    .load(crate::sync::atomic::Ordering::Relaxed)
+                    == NOTIFIED;
+                if (*page).used == 0 && !notified {
+                    let q = &mut (*h).queues[slot(c)];
+                    if q.first != page || q.last != page {
+                        queue_remove(q, page);
+                        give_back_quiet(h, page, now);
+                    } else if (*page).dirty && (*page).built != 0 {
+                        if (*page).freed_at == 0 {
+                            (*page).freed_at = now; // first seen empty
+                            next = next.min(now);
+                        } else if (*page).freed_at <= cutoff {
+                            bytes +=
+                                segment::purge_empty_page(segment::segment_of_page(page), page);
+                            (*page).freed_at = 0;
+                        } else {
+                            next = next.min((*page).freed_at);
+                        }
+                    }
+                }
+                page = after;
             }
         }
         next = next.min(segment::cache_decay(cutoff, &mut bytes));

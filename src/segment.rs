@@ -547,6 +547,51 @@ impl Segment {
     }
 }
 
+/// Account for a page whose memory is about to be touched again: it may be resident from now
+/// on.
+///
+/// # Safety
+/// `page` is a descriptor of `seg`, and the caller owns both.
+pub unsafe fn mark_dirty(seg: *mut Segment, page: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        if !(*page).dirty {
+            let idx =
+                (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
+            let (lo, hi) = (*seg).page_bounds(idx);
+            (*page).dirty = true;
+            (*seg).dirty_bytes += hi - lo;
+            COMMITTED.fetch_add(hi - lo, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Give the memory of an empty page that stays in its class queue back to the kernel, and
+/// reset its free list (the links lived in that memory): its blocks are rebuilt from scratch
+/// when it is used again. Returns the bytes purged.
+///
+/// # Safety
+/// The caller owns `seg` and `page`, which is in use, has no block out (`used == 0`) and no
+/// remote free pending.
+pub unsafe fn purge_empty_page(seg: *mut Segment, page: *mut Page) -> usize {
+    // SAFETY: per the contract; the page holds nothing live.
+    unsafe {
+        let p = &mut *page;
+        if !p.dirty || p.built == 0 {
+            return 0;
+        }
+        let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
+        let (lo, hi) = (*seg).page_bounds(idx);
+        p.free = ptr::null_mut();
+        p.built = 0;
+        p.dirty = false;
+        let n = purge_range(Some((lo, hi)));
+        (*seg).dirty_bytes -= n;
+        COMMITTED.fetch_sub(n, Ordering::Relaxed);
+        n
+    }
+}
+
 /// `madvise` away one run of unused pages; returns its length.
 fn purge_range(r: Option<(usize, usize)>) -> usize {
     match r {
@@ -569,11 +614,7 @@ pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_
     let (lo, hi, heap) = unsafe {
         let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
         let (lo, hi) = (*seg).page_bounds(idx);
-        if !(*page).dirty {
-            (*page).dirty = true;
-            (*seg).dirty_bytes += hi - lo;
-            COMMITTED.fetch_add(hi - lo, Ordering::Relaxed);
-        }
+        mark_dirty(seg, page);
         (lo, hi, (*seg).heap)
     };
     // SAFETY: the caller owns the unused page.
@@ -582,6 +623,7 @@ pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_
     p.used = 0;
     p.capacity = ((hi - lo) / block_size) as u32;
     p.built = 0;
+    p.freed_at = 0;
     p.block_size = block_size as u32;
     p.class = class as u8;
     p.in_use = true;
