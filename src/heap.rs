@@ -1069,3 +1069,97 @@ unsafe fn seg_list_remove(h: *mut Heap, seg: *mut Segment) {
         (*seg).in_heap_list = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The free-list carving of a page over plain memory; run under Miri too.
+    use super::*;
+    use std::collections::HashSet;
+
+    /// A page descriptor over `bytes` bytes of fresh memory, for blocks of `bs` bytes.
+    fn page_over(mem: *mut u8, bytes: usize, bs: usize) -> *mut Page {
+        // SAFETY: every field of `Page` is valid as zero (null pointers, zero counts, false,
+        // NOT_FULL).
+        let mut p: Box<Page> = Box::new(unsafe { core::mem::zeroed() });
+        p.start = mem;
+        p.block_size = bs as u32;
+        p.capacity = (bytes / bs) as u32;
+        p.in_use = true;
+        Box::into_raw(p)
+    }
+
+    #[test]
+    fn extend_carves_every_block_once() {
+        for bs in [16usize, 48, 1024, 5120, 16384] {
+            let cap = if cfg!(miri) { 40 } else { 700 };
+            let bytes = bs * cap + bs / 2; // a tail too short for a block
+            let mut mem = vec![0u128; bytes.div_ceil(16)];
+            let start = mem.as_mut_ptr() as *mut u8;
+            let page = page_over(start, bytes, bs);
+            let mut got = Vec::new();
+            // SAFETY: the page and its memory are this test's alone; every block popped lies
+            // in `mem`, which outlives the page.
+            unsafe {
+                loop {
+                    if (*page).free.is_null() {
+                        if (*page).built == (*page).capacity {
+                            break;
+                        }
+                        extend(page);
+                        assert!(!(*page).free.is_null(), "extend built nothing");
+                    }
+                    let b = (*page).free;
+                    (*page).free = (*b).next;
+                    got.push(b);
+                }
+                assert_eq!(got.len(), cap, "block size {bs}");
+                let distinct: HashSet<*mut Block> = got.iter().copied().collect();
+                assert_eq!(distinct.len(), cap);
+                for &b in &got {
+                    let off = b.addr() - start.addr();
+                    assert_eq!(
+                        off % bs,
+                        0,
+                        "block at offset {off} not on a {bs}-byte boundary"
+                    );
+                    assert!(
+                        off + bs <= bytes,
+                        "block at offset {off} runs past the page"
+                    );
+                }
+                // Free them all back in another order, then take them again: same set.
+                for &b in got.iter().rev().step_by(2).chain(got.iter().step_by(2)) {
+                    (*b).next = (*page).free;
+                    (*page).free = b;
+                }
+                let mut again = HashSet::new();
+                while !(*page).free.is_null() {
+                    let b = (*page).free;
+                    (*page).free = (*b).next;
+                    assert!(again.insert(b), "block {b:p} twice on the free list");
+                }
+                assert!(again.is_subset(&distinct) && again.len() == cap.div_ceil(2) + cap / 2);
+                drop(Box::from_raw(page));
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "raw syscalls")]
+    fn owner_stamps_pack_and_unpack() {
+        let s = owner_stamp();
+        let (pid, tid) = os::process_and_thread_id();
+        assert_ne!(s, 0);
+        assert_eq!(s & ID_MASK, tid as u64);
+        assert_eq!((s >> ID_BITS) & ID_MASK, pid as u64);
+        assert_eq!(s >> EPOCH_SHIFT, EPOCH.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn class_slots_cover_every_class() {
+        for c in 0..NUM_CLASSES {
+            assert_eq!(slot(c), c);
+        }
+        assert!(CLASS_SLOTS >= NUM_CLASSES && CLASS_SLOTS.is_power_of_two());
+    }
+}
