@@ -965,7 +965,9 @@ unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
                         != NOTIFIED
                 {
                     queue_remove(&mut (*h).queues[slot(c)], page);
-                    give_back(h, page);
+                    // Quiet: with a zero purge delay `give_back` would run `purge`, which
+                    // walks and changes these queues under our feet; it runs below anyway.
+                    give_back_quiet(h, page, now);
                 }
                 page = next;
             }

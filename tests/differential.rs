@@ -14,7 +14,8 @@
 //! - alignment honoured; every block at least 16-byte aligned;
 //! - usable size >= requested, and every usable byte can be written (the tail is filled too);
 //! - live blocks never overlap: at checkpoints all workers stop, publish their blocks (with
-//!   their usable sizes) and one of them sorts the intervals and checks neighbours.
+//!   their usable sizes) and one of them sorts the intervals and checks neighbours (and now
+//!   and then calls `mapalloc::trim`, so that trimming runs under live blocks too).
 //!
 //! Seed: `MAPALLOC_TEST_SEED` (decimal or 0x-hex), else derived from the clock; it is printed,
 //! and named in every failure message, so a failing run can be replayed. The per-thread
@@ -430,6 +431,11 @@ fn differential_random() {
                                 &format!("MAPALLOC_TEST_SEED={run_seed:#x} checkpoint {rounds}"),
                             );
                             p.clear();
+                            // Give back what can be given back (own heap, abandoned heaps,
+                            // caches) while the live blocks stay put.
+                            if rounds % 4 == 0 {
+                                mapalloc::trim();
+                            }
                             stop.store(start.elapsed() >= dur, Ordering::Relaxed);
                         }
                         barrier.wait();
