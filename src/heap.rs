@@ -730,10 +730,12 @@ unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
 
 /// Give an empty page back to its segment, unless it is the only page of its class (a loop
 /// that allocates and frees one block must not map and unmap a page each time) or is on the
-/// notify stack. A kept page's memory is purged once it has stayed empty for the purge delay
-/// (see `purge`): without that, every heap kept up to a page per class resident for ever
-/// (a 512 KiB page for each class above 8 KiB), which `tests/soak.rs` saw as RSS growing
-/// with the number of heaps and classes used.
+/// notify stack. A kept page's memory is purged when a purge finds it empty twice, the purge
+/// delay apart (see `purge`): without that, every heap kept up to a page per class resident
+/// for ever (a 512 KiB page for each class above 8 KiB), which `tests/soak.rs` saw as RSS
+/// growing with the number of heaps and classes used. Keeping a page schedules no purge by
+/// itself, so a loop that allocates and frees one block pays nothing for it: the purges that
+/// other frees schedule look at the kept pages too.
 unsafe fn retire(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page, which is in its class queue and empty.
     unsafe {
@@ -744,12 +746,6 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
                 .load(crate::sync::atomic::Ordering::Relaxed)
                 == NOTIFIED
         {
-            if (*h).purge_due == 0 {
-                // Not `schedule_purge`: with a zero delay it would purge at once, and a loop
-                // that allocates and frees one block would pay an madvise each time.
-                let due = os::now_ms().saturating_add(crate::config::purge_delay_ms() as u64);
-                (*h).purge_due = due.max(1);
-            }
             return;
         }
         queue_remove(q, page);
