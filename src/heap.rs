@@ -24,6 +24,34 @@
 //! of an exited thread can be freed by anyone at any time. A DONE thread (other libraries'
 //! destructors run after ours) frees everything as a remote free and allocates from a shared
 //! backup heap under a lock.
+//!
+//! # Heaps of threads that ended without the hook
+//! glibc runs key destructors in rounds, each round visiting the keys in index order, and stops
+//! after `PTHREAD_DESTRUCTOR_ITERATIONS` (4) rounds. A thread whose *first* allocation happens
+//! in a destructor of the last round, after our key was visited, gets a heap and a key value
+//! that no destructor will ever see; so does a thread that ends without destructors at all
+//! (raw `clone` threads, `SYS_exit`). Nothing in the thread can tell that it is exiting, so
+//! such heaps are reclaimed lazily instead: every heap records its owner as (fork epoch,
+//! process id, thread id), and when the pool has no abandoned heap to hand out and the live
+//! count has doubled since the last look, `pool_acquire` asks the kernel about each live heap's
+//! owner (`tgkill(pid, tid, 0)`) and abandons the heaps whose thread no longer exists (`trim`
+//! looks too). This is sound because:
+//! - a thread the kernel reports gone (`ESRCH`) never runs again, and it left its heap
+//!   consistent: it returned from its last allocator call before it exited (a thread cancelled
+//!   asynchronously inside `malloc` is undefined behaviour by POSIX and not covered);
+//! - thread ids are reused: a reused id makes a dead owner look alive, which only delays the
+//!   reclaim, never the other way round;
+//! - after `fork`, the child's only thread is the forking one under a new id, and every other
+//!   heap's owner is gone, but those heaps may have been in the middle of an operation. The
+//!   child handler (`after_fork_child`) bumps the epoch, so no heap stamped before the fork is
+//!   ever reclaimed by scanning, and re-stamps the forking thread's heap. A fork that runs no
+//!   handlers (`_Fork`, raw `clone`) is detected by a page mapped with `MADV_WIPEONFORK`: the
+//!   kernel zeroes it in every child, and a zero token turns the scan off in that process;
+//! - the dead thread's writes to its heap are visible to the scanner: the kernel's thread exit
+//!   and the `tgkill` lookup synchronise (locks and RCU in the kernel), and the scanner hands
+//!   the heap on through the pool lock.
+//!
+//! On a kernel without `MADV_WIPEONFORK` (before 4.14) heaps are never reclaimed this way.
 
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +109,66 @@ pub struct Heap {
     last_check: u64,
     /// Strict mode's per-heap state (quarantine, random generator), mapped on first use.
     pub strict: *mut crate::strict::HeapState,
+    /// The owning thread, from [`owner_stamp`]; 0 when no thread owns the heap (abandoned, the
+    /// backup heap). Written under the pool lock, or by the forking thread in the child.
+    owner: AtomicU64,
+}
+
+/// Bits of a thread or process id in an owner stamp (Linux's `PID_MAX_LIMIT` is 2^22).
+const ID_BITS: u32 = 22;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+/// The fork epoch takes the remaining 20 bits.
+const EPOCH_SHIFT: u32 = 2 * ID_BITS;
+
+/// How many `fork`s lie between this process and the one that loaded the allocator (counted
+/// by our child handler): heaps stamped in an earlier epoch are never reclaimed by scanning.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// A page the kernel zeroes in the child of any fork (see the module doc); holds 1 while owner
+/// stamps can be trusted. Null until initialisation, or when the kernel lacks
+/// `MADV_WIPEONFORK`.
+static FORK_TOKEN: core::sync::atomic::AtomicPtr<AtomicU64> =
+    core::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Map the fork token (once, from `init`). Never allocates.
+pub fn init_fork_token() {
+    let p = os::map_wipe_on_fork() as *mut AtomicU64;
+    if !p.is_null() {
+        // SAFETY: a fresh, page-aligned, zeroed mapping of ours.
+        unsafe { (*p).store(1, Ordering::Relaxed) };
+        FORK_TOKEN.store(p, Ordering::Release);
+    }
+}
+
+/// The owner stamp of the calling thread: (fork epoch, process id, thread id), never 0.
+/// 0 (a heap never reclaimed by scanning) if an id does not fit.
+fn owner_stamp() -> u64 {
+    let (pid, tid) = os::process_and_thread_id();
+    let (pid, tid) = (pid as u64, tid as u64);
+    if pid > ID_MASK || tid > ID_MASK || tid == 0 {
+        return 0;
+    }
+    let epoch = EPOCH.load(Ordering::Relaxed) & ((1 << (64 - EPOCH_SHIFT)) - 1);
+    (epoch << EPOCH_SHIFT) | (pid << ID_BITS) | tid
+}
+
+/// In the child of `fork`, from our `pthread_atfork` child handler: a new epoch (heaps of the
+/// threads that did not follow into the child are never reclaimed by scanning, since they may
+/// have been in use at the fork), the forking thread's heap stamped with its new ids, and the
+/// fork token set again. Runs before any other thread exists in the child; takes no lock (the
+/// fork may have come from a signal handler that interrupted the allocator).
+pub fn after_fork_child() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+    let h = tls_heap();
+    if h as usize > DONE as usize {
+        // SAFETY: this thread's own heap.
+        unsafe { (*h).owner.store(owner_stamp(), Ordering::Relaxed) };
+    }
+    let t = FORK_TOKEN.load(Ordering::Relaxed);
+    if !t.is_null() {
+        // SAFETY: the token page is mapped for ever once published.
+        unsafe { (*t).store(1, Ordering::Relaxed) };
+    }
 }
 
 /// Marks a thread whose exit hook has run.
@@ -112,7 +200,12 @@ struct Pool {
     chunk_end: usize,
     live: usize,
     abandoned_count: usize,
+    /// Look for heaps of ended threads when `live` reaches this (see the module doc).
+    scan_at: usize,
 }
+
+/// The live-heap count below which `pool_acquire` does not look for heaps of ended threads.
+const SCAN_MIN: usize = 32;
 
 // SAFETY: the pool's pointers refer to mapped heap memory that lives forever; the lock
 // serialises access.
@@ -125,6 +218,7 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     chunk_end: 0,
     live: 0,
     abandoned_count: 0,
+    scan_at: 0,
 });
 
 /// The heap used by threads that allocate after their exit hook ran.
@@ -136,12 +230,22 @@ static ABANDONED_DUE: AtomicU64 = AtomicU64::new(0);
 
 const HEAP_CHUNK: usize = 256 * 1024;
 
-fn pool_acquire() -> *mut Heap {
+/// A heap for a new owner, stamped `owner` (0: not reclaimable by scanning).
+fn pool_acquire(owner: u64) -> *mut Heap {
     let mut pool = POOL.lock();
-    let h = pool.abandoned;
+    let mut h = pool.abandoned;
+    if h.is_null() && pool.live >= pool.scan_at.max(SCAN_MIN) {
+        // Amortised: the next scan waits until the live count doubles again.
+        reclaim_dead(&mut pool);
+        pool.scan_at = pool.live.saturating_mul(2);
+        h = pool.abandoned;
+    }
     if !h.is_null() {
         // SAFETY: heaps on the abandoned stack are valid and unused.
-        pool.abandoned = unsafe { (*h).next_abandoned };
+        unsafe {
+            pool.abandoned = (*h).next_abandoned;
+            (*h).owner.store(owner, Ordering::Relaxed);
+        }
         pool.abandoned_count -= 1;
         pool.live += 1;
         return h;
@@ -161,10 +265,46 @@ fn pool_acquire() -> *mut Heap {
     let h = pool.chunk as *mut Heap;
     pool.chunk += size;
     // SAFETY: fresh zeroed memory is a valid empty heap; link it into the registry.
-    unsafe { (*h).next_all = pool.all };
+    unsafe {
+        (*h).next_all = pool.all;
+        (*h).owner.store(owner, Ordering::Relaxed);
+    }
     pool.all = h;
     pool.live += 1;
     h
+}
+
+/// Abandon every live heap whose owner thread no longer exists (see the module doc). Returns
+/// how many were reclaimed.
+fn reclaim_dead(pool: &mut Pool) -> usize {
+    let t = FORK_TOKEN.load(Ordering::Acquire);
+    // SAFETY: the token page is mapped for ever once published.
+    if t.is_null() || unsafe { (*t).load(Ordering::Relaxed) } != 1 {
+        return 0; // no token, or a fork that ran no handler of ours: stamps are unreliable
+    }
+    let epoch = EPOCH.load(Ordering::Relaxed) & ((1 << (64 - EPOCH_SHIFT)) - 1);
+    let mut n = 0;
+    let mut h = pool.all;
+    while !h.is_null() {
+        // SAFETY: heaps are never unmapped; the pool lock serialises owner changes (except the
+        // child-of-fork re-stamp, which runs before any other thread exists).
+        unsafe {
+            let o = (*h).owner.load(Ordering::Acquire);
+            if o != 0
+                && o >> EPOCH_SHIFT == epoch
+                && os::thread_gone(((o >> ID_BITS) & ID_MASK) as u32, (o & ID_MASK) as u32)
+            {
+                (*h).owner.store(0, Ordering::Relaxed);
+                (*h).next_abandoned = pool.abandoned;
+                pool.abandoned = h;
+                pool.abandoned_count += 1;
+                pool.live -= 1;
+                n += 1;
+            }
+            h = (*h).next_all;
+        }
+    }
+    n
 }
 
 /// Visit every heap ever created (for statistics). `f` must not allocate.
@@ -196,6 +336,7 @@ pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
     let mut pool = POOL.lock();
     // SAFETY: the exiting thread owned `h` and has let go of it (TLS says DONE).
     unsafe {
+        (*h).owner.store(0, Ordering::Relaxed);
         (*h).next_abandoned = pool.abandoned;
         note_abandoned_due((*h).purge_due);
     }
@@ -252,7 +393,7 @@ fn alloc_no_heap(cls: usize) -> *mut u8 {
     // After thread exit: the shared backup heap, under its lock.
     let mut b = BACKUP.lock();
     if *b == 0 {
-        *b = pool_acquire() as usize;
+        *b = pool_acquire(0) as usize;
         if *b == 0 {
             return ptr::null_mut();
         }
@@ -267,7 +408,7 @@ fn new_thread_heap() -> *mut Heap {
     // Again for each new thread heap: a no-op once loaded, and a retry if the first
     // allocation came before libc had set up the environment.
     crate::config::load();
-    let h = pool_acquire();
+    let h = pool_acquire(owner_stamp());
     if h.is_null() {
         return h;
     }
@@ -340,6 +481,10 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             let page = (*h).queues[slot(cls)].first;
             if page.is_null() {
                 break;
+            }
+            if !(*page).dirty {
+                // An empty page whose memory was purged while it stayed queued.
+                segment::mark_dirty(segment::segment_of_page(page), page);
             }
             if crate::config::strict() {
                 let b = crate::strict::page_alloc(h, page);
@@ -624,7 +769,7 @@ pub(crate) unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
         if (*page).used == 0 {
             retire(h, page);
         }
-        // Last: a purge may give the page back (and its segment with it).
+        // Last: the purge moves and gives back queued pages, `page` among them.
         if purge_tick(h) {
             purge_check(h);
         }
@@ -633,7 +778,12 @@ pub(crate) unsafe fn free_slow(h: *mut Heap, page: *mut Page) {
 
 /// Give an empty page back to its segment, unless it is the only page of its class (a loop
 /// that allocates and frees one block must not map and unmap a page each time) or is on the
-/// notify stack.
+/// notify stack. A kept page's memory is purged when a purge finds it empty twice, the purge
+/// delay apart (see `purge`): without that, every heap kept up to a page per class resident
+/// for ever (a 512 KiB page for each class above 8 KiB), which `tests/soak.rs` saw as RSS
+/// growing with the number of heaps and classes used. Keeping a page schedules no purge by
+/// itself, so a loop that allocates and frees one block pays nothing for it: the purges that
+/// other frees schedule look at the kept pages too.
 unsafe fn retire(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page, which is in its class queue and empty.
     unsafe {
@@ -655,21 +805,20 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
 /// segment cache when it has no page left in use; schedule the purge of its memory.
 unsafe fn give_back(h: *mut Heap, page: *mut Page) {
     let now = os::now_ms();
-    // SAFETY: per our contract.
+    // SAFETY: per the contract.
     unsafe {
-        return_page(h, page, now);
+        give_back_quiet(h, page, now);
         schedule_purge(h, now);
     }
 }
 
-/// [`give_back`] without scheduling the purge; the page counts as freed at `freed_at`.
+/// [`give_back`] without scheduling the purge (for `purge` itself, which must not re-enter).
 ///
 /// # Safety
 /// As for [`give_back`].
-unsafe fn return_page(h: *mut Heap, page: *mut Page, freed_at: u64) {
+unsafe fn give_back_quiet(h: *mut Heap, page: *mut Page, now: u64) {
     // SAFETY: the caller owns `h` and the page, which is empty and on no list.
     unsafe {
-        let now = freed_at;
         (*page).freed_at = now;
         let seg = segment::segment_of_page(page);
         (*seg).return_page(page);
@@ -830,7 +979,6 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
     let mut bytes = 0;
     // SAFETY: the caller owns `h`; the segments on its lists are its own.
     unsafe {
-        retire_kept_pages(h);
         for k in 0..NUM_KINDS {
             let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
             while !seg.is_null() {
@@ -838,6 +986,42 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
                 next = next.min(n);
                 bytes += b;
                 seg = (*seg).next;
+            }
+        }
+        // Pages still queued: those that remote frees emptied (their blocks wait on the
+        // remote-free list until the owner looks, and a page behind the first of its queue
+        // may not be looked at for a long time) go back to their segment, whose free pages
+        // are purged below after the delay; the one page a class keeps (see `retire`) has its
+        // memory purged once it has been seen empty for the delay.
+        drain_notify(h);
+        for c in 0..NUM_CLASSES {
+            let mut page = (*h).queues[slot(c)].first;
+            while !page.is_null() {
+                let after = (*page).next;
+                collect(page);
+                let notified = (*page)
+                    .full_state
+                    .load(crate::sync::atomic::Ordering::Relaxed)
+                    == NOTIFIED;
+                if (*page).used == 0 && !notified {
+                    let q = &mut (*h).queues[slot(c)];
+                    if q.first != page || q.last != page {
+                        queue_remove(q, page);
+                        give_back_quiet(h, page, now);
+                    } else if (*page).dirty && (*page).built != 0 {
+                        if (*page).freed_at == 0 {
+                            (*page).freed_at = now; // first seen empty
+                            next = next.min(now);
+                        } else if (*page).freed_at <= cutoff {
+                            bytes +=
+                                segment::purge_empty_page(segment::segment_of_page(page), page);
+                            (*page).freed_at = 0;
+                        } else {
+                            next = next.min((*page).freed_at);
+                        }
+                    }
+                }
+                page = after;
             }
         }
         next = next.min(segment::cache_decay(cutoff, &mut bytes));
@@ -864,7 +1048,8 @@ pub fn trim() -> usize {
         bytes += unsafe { trim_heap(h, now) };
     }
     {
-        let pool = POOL.lock();
+        let mut pool = POOL.lock();
+        reclaim_dead(&mut pool);
         let mut a = pool.abandoned;
         while !a.is_null() {
             // SAFETY: an abandoned heap has no owner; holding the pool lock keeps anyone from
@@ -884,36 +1069,6 @@ pub fn trim() -> usize {
         }
     }
     bytes + segment::trim_cache() + crate::large::trim()
-}
-
-/// Give back the empty pages that [`retire`] kept as the only page of their class (so that a
-/// loop of one malloc and free does not map and unmap a page each time). A purge runs at most
-/// once per delay, so a page in such a loop is given back, purged and refetched at most that
-/// often, while an idle heap does not keep one resident page per class for ever.
-///
-/// # Safety
-/// As for [`purge`].
-unsafe fn retire_kept_pages(h: *mut Heap) {
-    // SAFETY: per the contract, `h` and its pages are ours to manage.
-    unsafe {
-        for c in 0..NUM_CLASSES {
-            let q = &mut (*h).queues[slot(c)];
-            let page = q.first;
-            if page.is_null()
-                || q.last != page
-                || (*page).used != 0
-                || (*page)
-                    .full_state
-                    .load(crate::sync::atomic::Ordering::Relaxed)
-                    == NOTIFIED
-            {
-                continue;
-            }
-            queue_remove(q, page);
-            // Counted as long free, so that this pass purges it.
-            return_page(h, page, 1);
-        }
-    }
 }
 
 /// Collect remote frees, give every empty page back, purge all free pages of `h`.
@@ -937,7 +1092,9 @@ unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
                         != NOTIFIED
                 {
                     queue_remove(&mut (*h).queues[slot(c)], page);
-                    give_back(h, page);
+                    // Quiet: with a zero purge delay `give_back` would run `purge`, which
+                    // walks and changes these queues under our feet; it runs below anyway.
+                    give_back_quiet(h, page, now);
                 }
                 page = next;
             }
@@ -1043,5 +1200,99 @@ unsafe fn seg_list_remove(h: *mut Heap, seg: *mut Segment) {
         (*seg).next = ptr::null_mut();
         (*seg).prev = ptr::null_mut();
         (*seg).in_heap_list = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The free-list carving of a page over plain memory; run under Miri too.
+    use super::*;
+    use std::collections::HashSet;
+
+    /// A page descriptor over `bytes` bytes of fresh memory, for blocks of `bs` bytes.
+    fn page_over(mem: *mut u8, bytes: usize, bs: usize) -> *mut Page {
+        // SAFETY: every field of `Page` is valid as zero (null pointers, zero counts, false,
+        // NOT_FULL).
+        let mut p: Box<Page> = Box::new(unsafe { core::mem::zeroed() });
+        p.start = mem;
+        p.block_size = bs as u32;
+        p.capacity = (bytes / bs) as u32;
+        p.in_use = true;
+        Box::into_raw(p)
+    }
+
+    #[test]
+    fn extend_carves_every_block_once() {
+        for bs in [16usize, 48, 1024, 5120, 16384] {
+            let cap = if cfg!(miri) { 40 } else { 700 };
+            let bytes = bs * cap + bs / 2; // a tail too short for a block
+            let mut mem = vec![0u128; bytes.div_ceil(16)];
+            let start = mem.as_mut_ptr() as *mut u8;
+            let page = page_over(start, bytes, bs);
+            let mut got = Vec::new();
+            // SAFETY: the page and its memory are this test's alone; every block popped lies
+            // in `mem`, which outlives the page.
+            unsafe {
+                loop {
+                    if (*page).free.is_null() {
+                        if (*page).built == (*page).capacity {
+                            break;
+                        }
+                        extend(page);
+                        assert!(!(*page).free.is_null(), "extend built nothing");
+                    }
+                    let b = (*page).free;
+                    (*page).free = (*b).next;
+                    got.push(b);
+                }
+                assert_eq!(got.len(), cap, "block size {bs}");
+                let distinct: HashSet<*mut Block> = got.iter().copied().collect();
+                assert_eq!(distinct.len(), cap);
+                for &b in &got {
+                    let off = b.addr() - start.addr();
+                    assert_eq!(
+                        off % bs,
+                        0,
+                        "block at offset {off} not on a {bs}-byte boundary"
+                    );
+                    assert!(
+                        off + bs <= bytes,
+                        "block at offset {off} runs past the page"
+                    );
+                }
+                // Free them all back in another order, then take them again: same set.
+                for &b in got.iter().rev().step_by(2).chain(got.iter().step_by(2)) {
+                    (*b).next = (*page).free;
+                    (*page).free = b;
+                }
+                let mut again = HashSet::new();
+                while !(*page).free.is_null() {
+                    let b = (*page).free;
+                    (*page).free = (*b).next;
+                    assert!(again.insert(b), "block {b:p} twice on the free list");
+                }
+                assert!(again.is_subset(&distinct) && again.len() == cap.div_ceil(2) + cap / 2);
+                drop(Box::from_raw(page));
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "raw syscalls")]
+    fn owner_stamps_pack_and_unpack() {
+        let s = owner_stamp();
+        let (pid, tid) = os::process_and_thread_id();
+        assert_ne!(s, 0);
+        assert_eq!(s & ID_MASK, tid as u64);
+        assert_eq!((s >> ID_BITS) & ID_MASK, pid as u64);
+        assert_eq!(s >> EPOCH_SHIFT, EPOCH.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn class_slots_cover_every_class() {
+        for c in 0..NUM_CLASSES {
+            assert_eq!(slot(c), c);
+        }
+        assert!(CLASS_SLOTS >= NUM_CLASSES && CLASS_SLOTS.is_power_of_two());
     }
 }

@@ -45,6 +45,7 @@ fn ensure_slow() {
             config::load();
             config::fix_strict();
             os::page_size();
+            heap::init_fork_token();
             let mut key: libc::pthread_key_t = 0;
             // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn that
             // never unwinds.
@@ -131,5 +132,6 @@ extern "C" fn fork_parent() {
 }
 
 extern "C" fn fork_child() {
+    heap::after_fork_child();
     fork_release();
 }

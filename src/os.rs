@@ -224,6 +224,60 @@ pub unsafe fn purge(addr: *mut u8, len: usize) {
     set_errno(saved);
 }
 
+/// Map one OS page, read-write and zeroed, that the kernel wipes (to zero again) in the child
+/// of every `fork`, including forks that run no `pthread_atfork` handlers (`_Fork`, raw
+/// `clone`): `MADV_WIPEONFORK`, Linux 4.14 and later. Null when the kernel cannot do it.
+pub fn map_wipe_on_fork() -> *mut u8 {
+    let len = page_size();
+    let p = map(len, true);
+    if p.is_null() {
+        return p;
+    }
+    SYSCALLS.madvise.fetch_add(1, Relaxed);
+    let saved = errno();
+    // SAFETY: `p` is the page just mapped, which nobody else knows about.
+    let r = unsafe { libc::madvise(p.cast(), len, libc::MADV_WIPEONFORK) };
+    set_errno(saved);
+    if r != 0 {
+        // An old kernel (EINVAL): the caller does without.
+        // SAFETY: our own fresh mapping, unused.
+        unsafe { release(p, len) };
+        return ptr::null_mut();
+    }
+    p
+}
+
+/// The calling process's id (`getpid`, the thread group id) and thread id (`gettid`).
+pub fn process_and_thread_id() -> (u32, u32) {
+    // SAFETY: getpid and gettid cannot fail and touch no memory.
+    unsafe {
+        (
+            libc::syscall(libc::SYS_getpid) as u32,
+            libc::syscall(libc::SYS_gettid) as u32,
+        )
+    }
+}
+
+/// Whether the kernel knows no thread `tid` in process `pid` any more (`tgkill(pid, tid, 0)`
+/// fails with `ESRCH`). A thread the kernel no longer knows runs no code, ever again; a thread
+/// id can be reused by a later thread, in which case this says "alive" (the safe answer).
+/// Any other failure (`EPERM` under a seccomp policy, say) also counts as alive.
+pub fn thread_gone(pid: u32, tid: u32) -> bool {
+    let saved = errno();
+    // SAFETY: signal 0 only checks that the thread exists; nothing is delivered.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            pid as libc::c_long,
+            tid as libc::c_long,
+            0,
+        )
+    };
+    let gone = r != 0 && errno() == libc::ESRCH;
+    set_errno(saved);
+    gone
+}
+
 /// Unmap `[addr, addr+len)`.
 ///
 /// # Safety

@@ -128,3 +128,143 @@ pub unsafe fn push_notify<T>(stack: &AtomicPtr<T>, item: *mut T, link: &AtomicPt
 pub fn take_notify<T>(stack: &AtomicPtr<T>) -> *mut T {
     stack.swap(core::ptr::null_mut(), Ordering::Acquire)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The protocols with real threads and real blocks; run under Miri too (`cargo +nightly
+    //! miri test --lib`), which checks the pointer accesses and the data races.
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Blocks as a real allocation, so that Miri tracks their provenance.
+    struct Blocks(Vec<Block>);
+
+    impl Blocks {
+        fn new(n: usize) -> Self {
+            Blocks(
+                (0..n)
+                    .map(|_| Block {
+                        next: core::ptr::null_mut(),
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct SendPtr(*mut Block);
+    // SAFETY: each block is pushed by exactly one thread, which owns it until the push.
+    unsafe impl Send for SendPtr {}
+
+    #[test]
+    fn remote_frees_from_several_threads_all_arrive_once() {
+        const PER_THREAD: usize = if cfg!(miri) { 20 } else { 1000 };
+        const THREADS: usize = 3;
+        let mut blocks = Blocks::new(PER_THREAD * THREADS);
+        let base = blocks.0.as_mut_ptr();
+        let list: AtomicPtr<Block> = AtomicPtr::new(core::ptr::null_mut());
+        let mut got = HashSet::new();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let list = &list;
+                // SAFETY: in bounds of `blocks`, which outlives the scope.
+                let mine: Vec<SendPtr> = (0..PER_THREAD)
+                    .map(|i| SendPtr(unsafe { base.add(t * PER_THREAD + i) }))
+                    .collect();
+                s.spawn(move || {
+                    for b in mine {
+                        // SAFETY: this thread owns `b` until it is pushed.
+                        unsafe { push_block(list, b.0) };
+                    }
+                });
+            }
+            // The owner collects while the others push.
+            while got.len() < PER_THREAD * THREADS {
+                let mut b = take_blocks(&list);
+                while !b.is_null() {
+                    assert!(got.insert(b as usize), "block {b:p} arrived twice");
+                    // SAFETY: the swap gave this thread the whole list.
+                    b = unsafe { (*b).next };
+                }
+                std::thread::yield_now();
+            }
+        });
+        assert!(take_blocks(&list).is_null());
+        for i in 0..PER_THREAD * THREADS {
+            // SAFETY: in bounds.
+            assert!(got.contains(&(unsafe { base.add(i) } as usize)));
+        }
+    }
+
+    #[test]
+    fn full_page_handshake_single_thread() {
+        let state = AtomicU8::new(NOT_FULL);
+        let list: AtomicPtr<Block> = AtomicPtr::new(core::ptr::null_mut());
+        let mut blocks = Blocks::new(2);
+        let b0: *mut Block = &mut blocks.0[0];
+        // No remote free pending: the page may go to the full list.
+        assert!(owner_mark_full(&state, &list));
+        assert_eq!(state.load(Ordering::Relaxed), FULL);
+        // The first remote free notifies, the second does not.
+        // SAFETY: `b0` is ours and unused.
+        unsafe { push_block(&list, b0) };
+        assert!(remote_should_notify(&state));
+        assert!(!remote_should_notify(&state));
+        assert_eq!(state.load(Ordering::Relaxed), NOTIFIED);
+        // Still on the notify stack: marking it full again is fine, the drain brings it back.
+        assert!(owner_mark_full(&state, &list));
+        owner_drained(&state);
+        assert_eq!(take_blocks(&list), b0);
+        // A remote free that raced before FULL was stored: the page must stay queued.
+        let b1: *mut Block = &mut blocks.0[1];
+        // SAFETY: `b1` is ours and unused.
+        unsafe { push_block(&list, b1) };
+        assert!(!owner_mark_full(&state, &list));
+        assert_eq!(state.load(Ordering::Relaxed), NOT_FULL);
+        owner_unmark_full(&state);
+        assert_eq!(state.load(Ordering::Relaxed), NOT_FULL);
+    }
+
+    struct Node {
+        link: AtomicPtr<Node>,
+    }
+
+    struct SendNode(*mut Node);
+    // SAFETY: each node is pushed once, by the thread it was given to.
+    unsafe impl Send for SendNode {}
+
+    #[test]
+    fn notify_stack_keeps_every_push() {
+        const N: usize = if cfg!(miri) { 16 } else { 500 };
+        let mut nodes: Vec<Node> = (0..2 * N)
+            .map(|_| Node {
+                link: AtomicPtr::new(core::ptr::null_mut()),
+            })
+            .collect();
+        let base = nodes.as_mut_ptr();
+        let stack: AtomicPtr<Node> = AtomicPtr::new(core::ptr::null_mut());
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let stack = &stack;
+                // SAFETY: in bounds of `nodes`, which outlives the scope.
+                let mine: Vec<SendNode> = (0..N)
+                    .map(|i| SendNode(unsafe { base.add(t * N + i) }))
+                    .collect();
+                s.spawn(move || {
+                    for n in mine {
+                        // SAFETY: `n` stays valid and is on no other stack.
+                        unsafe { push_notify(stack, n.0, &(*n.0).link) };
+                    }
+                });
+            }
+        });
+        let mut seen = HashSet::new();
+        let mut p = take_notify(&stack);
+        while !p.is_null() {
+            assert!(seen.insert(p as usize));
+            // SAFETY: the swap gave us the whole stack.
+            p = unsafe { (*p).link.load(Ordering::Relaxed) };
+        }
+        assert_eq!(seen.len(), 2 * N);
+    }
+}

@@ -564,12 +564,65 @@ impl Segment {
     /// The live-block bitmap word and bit for address `p` of this segment.
     #[inline(always)]
     pub fn bit(&self, p: usize) -> (&AtomicU64, u64) {
-        let g = (p & SEGMENT_MASK) >> GRANULE_SHIFT;
+        let (w, bit) = bitmap_pos(p);
         let base = self as *const Segment as usize;
         // SAFETY: the bitmap lies inside the metadata area of every segment, after the header,
         // and is only accessed through atomics.
         let words = unsafe { &*((base + BITMAP_OFFSET) as *const [AtomicU64; BITMAP_WORDS]) };
-        (&words[g >> 6], 1u64 << (g & 63))
+        (&words[w], bit)
+    }
+}
+
+/// Word index and bit mask, in a segment's live-block bitmap, of the granule holding `p`.
+#[inline(always)]
+pub const fn bitmap_pos(p: usize) -> (usize, u64) {
+    let g = (p & SEGMENT_MASK) >> GRANULE_SHIFT;
+    (g >> 6, 1u64 << (g & 63))
+}
+
+/// Account for a page whose memory is about to be touched again: it may be resident from now
+/// on.
+///
+/// # Safety
+/// `page` is a descriptor of `seg`, and the caller owns both.
+pub unsafe fn mark_dirty(seg: *mut Segment, page: *mut Page) {
+    // SAFETY: per the contract.
+    unsafe {
+        if !(*page).dirty {
+            let idx =
+                (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
+            let (lo, hi) = (*seg).page_bounds(idx);
+            (*page).dirty = true;
+            (*seg).dirty_bytes += hi - lo;
+            COMMITTED.fetch_add(hi - lo, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Give the memory of an empty page that stays in its class queue back to the kernel, and
+/// reset its free list (the links lived in that memory): its blocks are rebuilt from scratch
+/// when it is used again. Returns the bytes purged.
+///
+/// # Safety
+/// The caller owns `seg` and `page`, which is in use, has no block out (`used == 0`) and no
+/// remote free pending.
+pub unsafe fn purge_empty_page(seg: *mut Segment, page: *mut Page) -> usize {
+    // SAFETY: per the contract; the page holds nothing live.
+    unsafe {
+        let p = &mut *page;
+        if !p.dirty || p.built == 0 {
+            return 0;
+        }
+        let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
+        let (lo, hi) = (*seg).page_bounds(idx);
+        p.free = ptr::null_mut();
+        p.strict_free = ptr::null_mut();
+        p.built = 0;
+        p.dirty = false;
+        let n = purge_range(Some((lo, hi)));
+        (*seg).dirty_bytes -= n;
+        COMMITTED.fetch_sub(n, Ordering::Relaxed);
+        n
     }
 }
 
@@ -595,11 +648,7 @@ pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_
     let (lo, hi, tail, heap) = unsafe {
         let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
         let (lo, hi) = (*seg).page_bounds(idx);
-        if !(*page).dirty {
-            (*page).dirty = true;
-            (*seg).dirty_bytes += hi - lo;
-            COMMITTED.fetch_add(hi - lo, Ordering::Relaxed);
-        }
+        mark_dirty(seg, page);
         (lo, hi, (*seg).page_tail as usize, (*seg).heap)
     };
     // SAFETY: the caller owns the unused page.
@@ -609,6 +658,7 @@ pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_
     p.capacity = ((hi - lo - tail) / block_size) as u32;
     p.strict_free = ptr::null_mut();
     p.built = 0;
+    p.freed_at = 0;
     p.block_size = block_size as u32;
     p.class = class as u8;
     p.in_use = true;
@@ -648,5 +698,60 @@ impl Segment {
             return false;
         }
         (p - start) % bs == 0 && (p - start) / bs < page.built as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Pure address arithmetic; also run under Miri (`cargo +nightly miri test --lib`).
+    use super::*;
+
+    #[test]
+    fn bitmap_positions_are_distinct_per_granule() {
+        let step = if cfg!(miri) { 4093 } else { 1 };
+        let granules = SEGMENT_SIZE >> GRANULE_SHIFT;
+        let mut seen = vec![0u64; BITMAP_WORDS];
+        let base = 0x7f12_3400_0000usize; // a segment-aligned address
+        assert_eq!(base & SEGMENT_MASK, 0);
+        let mut g = 0;
+        while g < granules {
+            let p = base + (g << GRANULE_SHIFT);
+            let (w, bit) = bitmap_pos(p);
+            assert!(w < BITMAP_WORDS);
+            assert_eq!(bit.count_ones(), 1);
+            assert_eq!(seen[w] & bit, 0, "granule {g} shares a bit");
+            seen[w] |= bit;
+            // Every byte of the granule maps to the same bit; the next segment starts over.
+            assert_eq!(bitmap_pos(p + (1 << GRANULE_SHIFT) - 1), (w, bit));
+            assert_eq!(bitmap_pos(p + SEGMENT_SIZE), (w, bit));
+            g += step;
+        }
+    }
+
+    #[test]
+    fn segment_map_index() {
+        let (w0, b0) = segmap_index(0);
+        assert_eq!((w0, b0), (0, 1));
+        let (w, b) = segmap_index(65 << SEGMENT_SHIFT);
+        assert_eq!((w, b), (1, 2));
+        let top = (1usize << ADDRESS_BITS) - SEGMENT_SIZE;
+        let (w, b) = segmap_index(top);
+        assert_eq!((w, b), (SEGMAP_WORDS - 1, 1 << 63));
+    }
+
+    #[test]
+    fn kinds_by_block_size() {
+        assert_eq!(Kind::of_block_size(16), Kind::Small);
+        assert_eq!(Kind::of_block_size(MAX_SMALL_SIZE), Kind::Small);
+        assert_eq!(Kind::of_block_size(MAX_SMALL_SIZE + 16), Kind::Medium);
+        assert_eq!(Kind::of_block_size(MAX_MEDIUM_SIZE), Kind::Medium);
+        assert_eq!(Kind::of_block_size(MAX_MEDIUM_SIZE + 16), Kind::Big);
+        for k in [Kind::Small, Kind::Medium, Kind::Big] {
+            let page = 1usize << k.page_shift();
+            assert!(page.is_power_of_two() && page <= SEGMENT_SIZE);
+        }
+        // A page of each kind holds at least a few blocks of its largest class.
+        assert!((1 << Kind::Small.page_shift()) / MAX_SMALL_SIZE >= 8);
+        assert!((1 << Kind::Medium.page_shift()) / MAX_MEDIUM_SIZE >= 8);
     }
 }

@@ -61,7 +61,10 @@ pub struct Stats {
     /// pages, end guard) and 3 per large block (guard, block, guard); the kernel merges
     /// neighbours with equal protection, so the real count can be lower.
     pub mappings: u64,
+    /// Heaps owned by a thread: live threads, and threads that ended without mapalloc's exit
+    /// hook until they are found gone (see `heap`'s module doc).
     pub heaps_live: u64,
+    /// Heaps of ended threads waiting to be adopted by new threads.
     pub heaps_abandoned: u64,
     /// Syscalls by kind since start.
     pub mmap: u64,

@@ -422,6 +422,42 @@ fn short_threads() {
     run_c_test("short_threads.c", &[]);
 }
 
+/// Allocation and free in C++ `thread_local` destructors and in pthread key destructors that
+/// run after mapalloc's own exit hook, threads that only free, and threads whose first
+/// allocation happens in the last key-destructor round (their heaps must be reclaimed: the
+/// heap count in the exit summary stays small).
+#[test]
+fn thread_exit() {
+    let Some(bin) = compile("thread_exit.cpp", &[]) else {
+        return;
+    };
+    let mut cmd = Command::new(&bin);
+    cmd.env("MAPALLOC_STATS", "1");
+    let outcome = run_preloaded(&mut cmd, "thread_exit");
+    outcome.assert_success().assert_ok_line();
+    if env::var_os("MAPALLOC_TEST_PRELOAD_LIB").is_some() {
+        return; // another allocator: no mapalloc summary to read
+    }
+    // "mapalloc: heaps <live> live, <abandoned> abandoned; ..."
+    let line = outcome
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("mapalloc: heaps "))
+        .unwrap_or_else(|| panic!("no heap summary; {}", outcome.describe()));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .take(2)
+        .collect();
+    let total = nums[0] + nums[1];
+    // 520 threads ran, one at a time; 400 of them never reached mapalloc's exit hook.
+    assert!(
+        total < 100,
+        "{total} heaps for 520 sequential threads ({line}); {}",
+        outcome.describe()
+    );
+}
+
 #[test]
 fn fork_stress() {
     run_c_test("fork_stress.c", &[]);

@@ -135,3 +135,65 @@ impl XorShift {
         self.range(1 << e, ((2 << e) - 1).min(max))
     }
 }
+
+/// A barrier that a panicking thread poisons: the other threads then panic too instead of
+/// waiting for ever, and the test fails with the first thread's message. Hold a
+/// [`GateGuard`] in every thread that waits.
+pub struct Gate {
+    state: std::sync::Mutex<(usize, u64)>,
+    cv: std::sync::Condvar,
+    n: usize,
+    poisoned: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    pub fn new(n: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new((0, 0)),
+            cv: std::sync::Condvar::new(),
+            n,
+            poisoned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Waits for all `n` threads; true in exactly one of them (the last to arrive).
+    pub fn wait(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += 1;
+        if s.0 == self.n {
+            s.0 = 0;
+            s.1 += 1;
+            self.cv.notify_all();
+            return true;
+        }
+        let generation = s.1;
+        while s.1 == generation {
+            assert!(!self.poisoned.load(SeqCst), "another thread failed");
+            s = self
+                .cv
+                .wait_timeout(s, std::time::Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        false
+    }
+
+    /// Poisons the gate if the current thread is panicking, when dropped.
+    pub fn guard(&self) -> GateGuard<'_> {
+        GateGuard(self)
+    }
+}
+
+pub struct GateGuard<'a>(&'a Gate);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .poisoned
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.0.cv.notify_all();
+        }
+    }
+}
