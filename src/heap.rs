@@ -224,10 +224,6 @@ static POOL: SpinLock<Pool> = SpinLock::new(Pool {
 /// The heap used by threads that allocate after their exit hook ran.
 static BACKUP: SpinLock<usize> = SpinLock::new(0);
 
-/// The earliest purge deadline among abandoned heaps (0: none). Their owners are gone, so the
-/// live threads' purge checks do their purging (see [`purge_abandoned`]).
-static ABANDONED_DUE: AtomicU64 = AtomicU64::new(0);
-
 const HEAP_CHUNK: usize = 256 * 1024;
 
 /// A heap for a new owner, stamped `owner` (0: not reclaimable by scanning).
@@ -333,12 +329,13 @@ pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
     if h.is_null() || h == DONE {
         return;
     }
+    // SAFETY: the exiting thread still owns `h`: nobody else uses it until it is abandoned.
+    unsafe { exit_purge(h) };
     let mut pool = POOL.lock();
     // SAFETY: the exiting thread owned `h` and has let go of it (TLS says DONE).
     unsafe {
         (*h).owner.store(0, Ordering::Relaxed);
         (*h).next_abandoned = pool.abandoned;
-        note_abandoned_due((*h).purge_due);
     }
     pool.abandoned = h;
     pool.abandoned_count += 1;
@@ -905,7 +902,7 @@ pub fn large_freed(now: u64) {
 unsafe fn purge_tick(h: *mut Heap) -> bool {
     // SAFETY: per the contract.
     unsafe {
-        if (*h).purge_due == 0 && ABANDONED_DUE.load(Ordering::Relaxed) == 0 {
+        if (*h).purge_due == 0 {
             return false;
         }
         #[cfg(target_arch = "x86_64")]
@@ -933,7 +930,7 @@ const CHECK_CYCLES: u64 = 1 << 20;
 #[cfg(not(target_arch = "x86_64"))]
 const PURGE_CHECK_EVERY: u64 = 8;
 
-/// Purge this heap and the abandoned heaps if their deadlines have passed.
+/// Purge this heap if its deadline has passed.
 ///
 /// # Safety
 /// `h` is owned by the calling thread.
@@ -947,44 +944,45 @@ unsafe fn purge_check(h: *mut Heap) {
             purge(h, now, false);
         }
     }
-    let due = ABANDONED_DUE.load(Ordering::Relaxed);
-    if due != 0 && now >= due {
-        purge_abandoned(now);
-    }
 }
 
-/// Lower the abandoned heaps' purge deadline to `due` (0: nothing due). Under the pool lock.
-fn note_abandoned_due(due: u64) {
-    let cur = ABANDONED_DUE.load(Ordering::Relaxed);
-    if due != 0 && (cur == 0 || due < cur) {
-        ABANDONED_DUE.store(due, Ordering::Relaxed);
-    }
-}
-
-/// Purge the abandoned heaps whose deadline has passed, for the threads that left them. Skips
-/// the work (a later check retries) when the pool lock is busy: a slow path never waits here.
-#[cold]
-fn purge_abandoned(now: u64) {
-    let Some(pool) = POOL.try_lock() else {
-        return;
-    };
-    let mut due = 0;
-    let mut a = pool.abandoned;
-    while !a.is_null() {
-        // SAFETY: an abandoned heap has no owner and the pool lock keeps it from being adopted
-        // meanwhile; remote frees into its pages are atomic pushes, as for its owner.
-        unsafe {
-            if (*a).purge_due != 0 && now >= (*a).purge_due {
-                purge(a, now, false);
+/// At thread exit, while the thread still owns its heap: purge every free page of its
+/// segments and the empty page each class keeps, so that the memory an exited thread freed
+/// does not stay resident until another thread adopts the heap (nobody else may touch the
+/// heap's pages: its owner is gone, and purging on its behalf from another thread raced with
+/// adoption and remote frees). The pages stay mapped for the next owner.
+///
+/// # Safety
+/// `h` is owned by the calling thread.
+unsafe fn exit_purge(h: *mut Heap) {
+    let now = os::now_ms();
+    // SAFETY: per the contract.
+    unsafe {
+        purge(h, now, false);
+        for c in 0..NUM_CLASSES {
+            let q = &(*h).queues[slot(c)];
+            let page = q.first;
+            if !page.is_null()
+                && q.last == page
+                && (*page).used == 0
+                && !(*page).in_full
+                && (*page)
+                    .full_state
+                    .load(crate::sync::atomic::Ordering::Relaxed)
+                    != NOTIFIED
+            {
+                segment::purge_empty_page(segment::segment_of_page(page), page);
+                (*page).freed_at = 0;
             }
-            let d = (*a).purge_due;
-            if d != 0 && (due == 0 || d < due) {
-                due = d;
+        }
+        for k in 0..NUM_KINDS {
+            let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
+            while !seg.is_null() {
+                (*seg).purge_pages(u64::MAX);
+                seg = (*seg).next;
             }
-            a = (*a).next_abandoned;
         }
     }
-    ABANDONED_DUE.store(due, Ordering::Relaxed);
 }
 
 /// Purge what has been free for the delay (everything when `all`): the heap's unused pages,

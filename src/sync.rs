@@ -40,14 +40,6 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
-    /// Take the lock if it is free, without waiting.
-    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        self.locked
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then_some(SpinGuard { lock: self })
-    }
-
     /// Take the lock without a guard (for `pthread_atfork`'s prepare handler).
     pub fn raw_lock(&self) {
         let mut spins = 0u32;
