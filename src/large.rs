@@ -225,6 +225,18 @@ impl Large {
         }
     }
 
+    /// Take the `k`th cached block, of `usable` bytes, out of the cache as a live block;
+    /// returns its address.
+    fn take_cached(&mut self, k: usize, usable: usize) -> usize {
+        let addr = self.cached(k);
+        self.cache_remove(k);
+        let i = self.find(addr).unwrap_or_else(|| internal());
+        self.slot(i).state = State::Live;
+        self.live_bytes += usable;
+        self.allocs += 1;
+        addr
+    }
+
     /// The `k`th cached block (`k < cache_len`).
     fn cached(&self, k: usize) -> usize {
         *self.cache.get(k).unwrap_or_else(|| internal())
@@ -315,25 +327,13 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
             }
         }
         if best != usize::MAX {
-            let addr = l.cached(best_k);
-            l.cache_remove(best_k);
-            let i = l.find(addr).unwrap_or_else(|| internal());
-            l.slot(i).state = State::Live;
-            l.live_bytes += best;
-            l.allocs += 1;
+            let addr = l.take_cached(best_k, best);
             drop(l);
             if crate::config::strict()
                 // SAFETY: the block was just taken from the cache; nobody else knows it.
                 && !unsafe { crate::strict::reopen_large(addr as *mut u8, best) }
             {
-                let mut l = LARGE.lock();
-                let i = l.find(addr).unwrap_or_else(|| internal());
-                l.remove_at(i);
-                l.live_bytes -= best;
-                l.allocs -= 1;
-                drop(l);
-                // SAFETY: out of the table; the mapping is ours alone.
-                unsafe { unmap(addr, best) };
+                drop_taken(addr, best);
                 return ptr::null_mut();
             }
             if zero {
@@ -389,25 +389,12 @@ fn grow_cached(size: usize, usable: usize, align: usize, zero: bool) -> Option<*
     if best == 0 {
         return None;
     }
-    let addr = l.cached(best_k);
-    l.cache_remove(best_k);
-    let i = l.find(addr).unwrap_or_else(|| internal());
-    l.slot(i).state = State::Live;
-    l.live_bytes += best;
-    l.allocs += 1;
+    let addr = l.take_cached(best_k, best);
     drop(l);
     let p = resize(addr as *mut u8, size, align);
     if p.is_null() {
         // The kernel could not move it: drop the block, map afresh.
-        let mut l = LARGE.lock();
-        let i = l.find(addr).unwrap_or_else(|| internal());
-        l.remove_at(i);
-        l.note_released(addr);
-        l.live_bytes -= best;
-        l.allocs -= 1;
-        drop(l);
-        // SAFETY: out of the table; the mapping is ours alone.
-        unsafe { unmap(addr, best) };
+        drop_taken(addr, best);
         return None;
     }
     if zero {
@@ -415,6 +402,20 @@ fn grow_cached(size: usize, usable: usize, align: usize, zero: bool) -> Option<*
         unsafe { ptr::write_bytes(p, 0, size) };
     }
     Some(p)
+}
+
+/// Give up a block just taken from the cache with [`Large::take_cached`] that cannot be
+/// handed out after all: out of the table, counted as never allocated, and unmapped.
+fn drop_taken(addr: usize, usable: usize) {
+    let mut l = LARGE.lock();
+    let i = l.find(addr).unwrap_or_else(|| internal());
+    l.remove_at(i);
+    l.note_released(addr);
+    l.live_bytes -= usable;
+    l.allocs -= 1;
+    drop(l);
+    // SAFETY: out of the table; the mapping is ours alone.
+    unsafe { unmap(addr, usable) };
 }
 
 /// Unmap a large block with its guards.
