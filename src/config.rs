@@ -78,7 +78,8 @@ pub fn large_cache_bytes() -> usize {
 /// environment), which fixes the mode; after that it is one load and one predictable branch.
 #[inline(always)]
 pub fn strict() -> bool {
-    match MODE.load(Ordering::Relaxed) {
+    // Acquire: a thread that sees the strict mode also sees the secret drawn before it.
+    match MODE.load(Ordering::Acquire) {
         MODE_DEFAULT => false,
         MODE_STRICT => true,
         _ => decide_mode(),
@@ -91,7 +92,12 @@ fn decide_mode() -> bool {
     crate::init::ensure();
     // `init` fixed the mode, unless this is a call re-entered from inside it before that
     // point (nothing there allocates before it), in which case the setting read so far holds.
-    STRICT.load(Ordering::Relaxed)
+    let strict = STRICT.load(Ordering::Relaxed);
+    if strict {
+        // Strict paths read the secret without checking it (see `strict::init_secret`).
+        crate::strict::init_secret();
+    }
+    strict
 }
 
 /// Read the environment once. Called from initialisation before the first block is handed
@@ -154,6 +160,8 @@ pub fn load() {
 pub fn fix_strict() {
     STRICT_FIXED.store(true, Ordering::Release);
     let mode = if STRICT.load(Ordering::Relaxed) {
+        // Before the mode is published: strict paths read the secret without checking it.
+        crate::strict::init_secret();
         MODE_STRICT
     } else {
         MODE_DEFAULT

@@ -59,19 +59,23 @@ const _: () = assert!(SHUFFLE_MAX.is_power_of_two());
 
 static SECRET: AtomicU64 = AtomicU64::new(0);
 
+/// The per-process secret. It is set by [`init_secret`] before `config::strict` first answers
+/// true (the mode is published with release order and read with acquire order), so no strict
+/// path sees it unset, and it never changes afterwards (a change would make every encoded
+/// link and canary look corrupt).
 #[inline(always)]
 fn secret() -> u64 {
-    let s = SECRET.load(Relaxed);
-    if s != 0 { s } else { secret_slow() }
+    SECRET.load(Relaxed)
 }
 
-#[cold]
-fn secret_slow() -> u64 {
-    let v = os::random_u64() | 1;
-    match SECRET.compare_exchange(0, v, Relaxed, Relaxed) {
-        Ok(_) => v,
-        Err(cur) => cur,
+/// Draw the secret once (`getrandom(2)`); later calls keep it.
+pub fn init_secret() {
+    if SECRET.load(Relaxed) != 0 {
+        return;
     }
+    let v = os::random_u64() | 1;
+    // The first drawer wins; a racing thread's draw is dropped.
+    let _ = SECRET.compare_exchange(0, v, Relaxed, Relaxed);
 }
 
 /// The canary key of the block at `p`: secret and address mixed.
@@ -92,9 +96,8 @@ fn pattern(key: u64, o: usize) -> u8 {
 /// A heap's strict-mode state, mapped on first use and kept as long as the heap (for ever).
 #[repr(C)]
 pub struct HeapState {
-    /// Quarantined blocks, oldest at `head`, and their block sizes.
+    /// Quarantined blocks, oldest at `head`.
     ring: [usize; QUARANTINE_BLOCKS],
-    sizes: [u32; QUARANTINE_BLOCKS],
     head: usize,
     len: usize,
     bytes: usize,
@@ -213,7 +216,8 @@ fn tag_len(s: usize) -> usize {
     if s < 255 { 1 } else { 9 }
 }
 
-/// Write the slack of a block of `bs` bytes at `p` holding `n < bs` requested bytes.
+/// Write the slack of a block of `bs` bytes at `p` holding `n < bs` requested bytes, leaving
+/// the requested bytes untouched (`realloc` in place rewrites the canary of a live block).
 ///
 /// # Safety
 /// `p` is a block of ours of `bs` bytes that the caller owns.
@@ -227,7 +231,19 @@ unsafe fn write_canary(p: *mut u8, bs: usize, n: usize) {
     // SAFETY: every offset written is below `bs`.
     unsafe {
         span_write(p, key, n, end);
-        if tl == 1 {
+        write_tag(p, bs, s, key);
+    }
+}
+
+/// Write the tag of slack `s` at the end of the block of `bs` bytes at `p`.
+///
+/// # Safety
+/// The last `tag_len(s)` bytes of the block are the caller's to write.
+#[inline(always)]
+unsafe fn write_tag(p: *mut u8, bs: usize, s: usize, key: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        if s < 255 {
             *p.add(bs - 1) = s as u8 ^ pattern(key, bs - 1);
         } else {
             *p.add(bs - 1) = 255 ^ pattern(key, bs - 1);
@@ -236,29 +252,84 @@ unsafe fn write_canary(p: *mut u8, bs: usize, n: usize) {
     }
 }
 
+/// [`write_canary`] for a block just handed out, whose requested bytes hold nothing yet: with
+/// at most 16 bytes of slack, the last 16 bytes of the block are written whole (two stores,
+/// no branch on the length), the requested bytes among them included.
+///
+/// # Safety
+/// `p` is a block of ours of `bs >= 16` bytes (a multiple of 8) that was just allocated.
+#[inline(always)]
+unsafe fn write_canary_fresh(p: *mut u8, bs: usize, n: usize) {
+    debug_assert!(n < bs && bs >= 16 && bs % 8 == 0);
+    let key = block_key(p as usize);
+    let s = bs - n;
+    // SAFETY: every offset written is below `bs`; bytes below `n` are not the caller's yet.
+    unsafe {
+        if s <= 16 {
+            // Offsets `bs - 16` and `bs - 8` are multiples of 8: their pattern word is `key`,
+            // and the tag is the top byte of the second word.
+            (p.add(bs - 16) as *mut u64).write_unaligned(key);
+            (p.add(bs - 8) as *mut u64).write_unaligned(key ^ ((s as u64) << 56));
+        } else if s < 255 {
+            let w = pattern_word(key, n);
+            (p.add(n) as *mut u64).write_unaligned(w);
+            (p.add(n + 8) as *mut u64).write_unaligned(w);
+            *p.add(bs - 1) = s as u8 ^ pattern(key, bs - 1);
+        } else {
+            write_canary(p, bs, n);
+        }
+    }
+}
+
 /// The requested size of the block of `bs` bytes at `p`, if its slack is intact.
 ///
 /// # Safety
-/// `p` is a live block of ours of `bs` bytes.
-#[inline]
+/// `p` is a live block of ours of `bs >= 16` bytes (a multiple of 8).
+#[inline(always)]
 unsafe fn read_canary(p: *const u8, bs: usize) -> Option<usize> {
+    debug_assert!(bs >= 16 && bs % 8 == 0);
     let key = block_key(p as usize);
     // SAFETY: every offset read is below `bs`.
     unsafe {
-        let t = *p.add(bs - 1) ^ pattern(key, bs - 1);
-        let s = match t {
-            0 => return None,
-            255 => {
-                let s = (p.add(bs - 9) as *const u64).read_unaligned() ^ key;
-                if s < 255 || s > bs as u64 {
-                    return None;
-                }
-                s as usize
-            }
-            t => t as usize,
-        };
-        let n = bs - s;
-        let end = (n + CANARY_SPAN).min(bs - tag_len(s));
+        let t = (*p.add(bs - 1) ^ pattern(key, bs - 1)) as usize;
+        if t.wrapping_sub(1) < 16 {
+            // Slack of 1..=16 bytes: the last 16 bytes hold the requested bytes' tail, then
+            // the pattern, then the tag; compare them as one 128-bit word, the requested
+            // bytes shifted out.
+            let lo = (p.add(bs - 16) as *const u64).read_unaligned() ^ key;
+            let hi = (p.add(bs - 8) as *const u64).read_unaligned() ^ key ^ ((t as u64) << 56);
+            let diff = ((hi as u128) << 64 | lo as u128) >> (8 * (16 - t));
+            return (diff == 0).then_some(bs - t);
+        }
+        if t != 0 && t < 255 {
+            let n = bs - t;
+            let w = pattern_word(key, n);
+            let ok = (p.add(n) as *const u64).read_unaligned() == w
+                && (p.add(n + 8) as *const u64).read_unaligned() == w;
+            return ok.then_some(n);
+        }
+        read_canary_long(p, bs, t, key)
+    }
+}
+
+/// [`read_canary`] for a zero tag (always corrupt) or slack of 255 bytes and more.
+///
+/// # Safety
+/// As for [`read_canary`].
+#[cold]
+#[inline(never)]
+unsafe fn read_canary_long(p: *const u8, bs: usize, t: usize, key: u64) -> Option<usize> {
+    if t != 255 {
+        return None;
+    }
+    // SAFETY: every offset read is below `bs`.
+    unsafe {
+        let s = (p.add(bs - 9) as *const u64).read_unaligned() ^ key;
+        if s < 255 || s > bs as u64 {
+            return None;
+        }
+        let n = bs - s as usize;
+        let end = (n + CANARY_SPAN).min(bs - 9);
         span_ok(p, key, n, end).then_some(n)
     }
 }
@@ -274,21 +345,47 @@ fn overflow(p: usize) -> ! {
 /// (unless something wrote beyond the canary).
 ///
 /// # Safety
-/// `p` is a block of ours of `bs` bytes that the caller gives up, `n` its requested size.
-#[inline]
+/// `p` is a block of ours of `bs` bytes (a multiple of 16) that the caller gives up, `n` its
+/// requested size.
+#[inline(always)]
 unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
-    let tl = tag_len(bs - n);
-    let end = (n + CANARY_SPAN).min(bs);
+    let s = bs - n;
     // SAFETY: per the contract, all within the block.
     unsafe {
-        if n <= ZERO_LIMIT {
-            ptr::write_bytes(p, 0, end);
+        if s <= 16 && bs <= 64 {
+            // Data, canary and tag are the whole block: a few stores, no call.
+            zero_small(p, bs);
+        } else if s <= 16 && n <= ZERO_LIMIT {
+            ptr::write_bytes(p, 0, bs);
         } else {
-            ptr::write_bytes(p, 0, ZERO_LIMIT);
-            ptr::write_bytes(p.add(n), 0, end - n);
+            let tl = tag_len(s);
+            let end = (n + CANARY_SPAN).min(bs);
+            if n <= ZERO_LIMIT {
+                ptr::write_bytes(p, 0, end);
+            } else {
+                ptr::write_bytes(p, 0, ZERO_LIMIT);
+                ptr::write_bytes(p.add(n), 0, end - n);
+            }
+            if bs - tl >= end {
+                ptr::write_bytes(p.add(bs - tl), 0, tl);
+            }
         }
-        if bs - tl >= end {
-            ptr::write_bytes(p.add(bs - tl), 0, tl);
+    }
+}
+
+/// Zero the `len` bytes at `p` (`len` a multiple of 16, at most 64) with 16-byte stores. The
+/// stores are volatile so that the compiler does not turn them back into a `memset` call.
+///
+/// # Safety
+/// `[p, p + len)` is writable and 16-byte aligned.
+#[inline(always)]
+unsafe fn zero_small(p: *mut u8, len: usize) {
+    debug_assert!(len % 16 == 0 && len <= 64 && p as usize % 16 == 0);
+    let q = p as *mut u128;
+    // SAFETY: per the contract; the index stays below len / 16.
+    unsafe {
+        for i in 0..len / 16 {
+            q.add(i).write_volatile(0);
         }
     }
 }
@@ -479,22 +576,50 @@ pub unsafe fn collect(page: *mut Page) {
 // ---------------------------------------------------------------------------------------------
 // Quarantine
 
-/// Return a quarantined block to its page's free list (a local free).
+/// Return a quarantined block to its page's free list (a local free); returns its block size.
 ///
 /// # Safety
 /// `b` is a block of a page owned by `h`, counted in the page's `used`, with its live bit
 /// clear, on no list; the calling thread owns `h`.
-unsafe fn release_block(h: *mut Heap, b: usize) {
+#[inline(always)]
+unsafe fn release_block(h: *mut Heap, b: usize) -> usize {
     // SAFETY: per the contract.
     unsafe {
         let seg = &*((b & !segment::SEGMENT_MASK) as *const Segment);
         let page = seg.pages.as_ptr().add(seg.page_index(b)) as *mut Page;
         push(page, b);
         (*page).used -= 1;
+        let bs = (*page).block_size as usize;
         if (*page).used == 0 || (*page).in_full {
             heap::free_slow(h, page);
         }
+        bs
     }
+}
+
+/// Take the oldest block out of the quarantine and return it to its page.
+///
+/// # Safety
+/// `q` is `h`'s quarantine, not empty; the calling thread owns `h`.
+#[inline(always)]
+unsafe fn evict(h: *mut Heap, q: &mut HeapState) {
+    const MASK: usize = QUARANTINE_BLOCKS - 1;
+    let i = q.head & MASK;
+    let old = q.ring[i];
+    q.head = (i + 1) & MASK;
+    q.len -= 1;
+    // The blocks leave in order and were last touched long ago: start loading the one that
+    // leaves a few frees from now (its page is written then, and its link).
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(
+            q.ring[(i + 8) & MASK] as *const i8,
+            core::arch::x86_64::_MM_HINT_T0,
+        );
+    }
+    // SAFETY: per the contract, a quarantined block of `h`'s.
+    q.bytes -= unsafe { release_block(h, old) };
 }
 
 /// Quarantine the block `b` of `bs` bytes, freed by the owner of its page; the oldest blocks
@@ -502,7 +627,9 @@ unsafe fn release_block(h: *mut Heap, b: usize) {
 ///
 /// # Safety
 /// As for [`release_block`].
+#[inline(always)]
 unsafe fn quarantine(h: *mut Heap, b: usize, bs: usize) {
+    const _: () = assert!(QUARANTINE_BLOCKS.is_power_of_two());
     // SAFETY: per the contract; the state is `h`'s own.
     unsafe {
         let st = state(h);
@@ -511,29 +638,13 @@ unsafe fn quarantine(h: *mut Heap, b: usize, bs: usize) {
             return;
         }
         let q = &mut *st;
-        while q.len > 0 && (q.len == QUARANTINE_BLOCKS || q.bytes + bs > QUARANTINE_BYTES) {
-            let i = q.head;
-            // The blocks leave in order and were last touched long ago: start loading the
-            // one that leaves a few frees from now (its page is written then, and its link).
-            #[cfg(target_arch = "x86_64")]
-            if let Some(&ahead) = q.ring.get((i + 8) % QUARANTINE_BLOCKS) {
-                // SAFETY: a prefetch never faults.
-                core::arch::x86_64::_mm_prefetch(
-                    ahead as *const i8,
-                    core::arch::x86_64::_MM_HINT_T0,
-                );
-            }
-            let old = *q.ring.get(i).unwrap_or(&0);
-            q.bytes -= *q.sizes.get(i).unwrap_or(&0) as usize;
-            q.head = (i + 1) % QUARANTINE_BLOCKS;
-            q.len -= 1;
-            release_block(h, old);
+        if q.len == QUARANTINE_BLOCKS {
+            evict(h, q);
         }
-        let i = (q.head + q.len) % QUARANTINE_BLOCKS;
-        if let (Some(r), Some(s)) = (q.ring.get_mut(i), q.sizes.get_mut(i)) {
-            *r = b;
-            *s = bs as u32;
+        while q.len > 0 && q.bytes + bs > QUARANTINE_BYTES {
+            evict(h, q);
         }
+        q.ring[(q.head + q.len) & (QUARANTINE_BLOCKS - 1)] = b;
         q.len += 1;
         q.bytes += bs;
     }
@@ -553,12 +664,7 @@ pub unsafe fn flush_quarantine(h: *mut Heap) {
         }
         let q = &mut *st;
         while q.len > 0 {
-            let i = q.head;
-            let old = *q.ring.get(i).unwrap_or(&0);
-            q.bytes -= *q.sizes.get(i).unwrap_or(&0) as usize;
-            q.head = (i + 1) % QUARANTINE_BLOCKS;
-            q.len -= 1;
-            release_block(h, old);
+            evict(h, q);
         }
     }
 }
@@ -587,7 +693,7 @@ fn alloc_class(cls: usize, n: usize) -> *mut u8 {
         }
     }
     // SAFETY: a fresh block of the class's size.
-    unsafe { write_canary(b, size_class::class_size(cls), n) };
+    unsafe { write_canary_fresh(b, size_class::class_size(cls), n) };
     b
 }
 
@@ -670,6 +776,7 @@ fn sized_too_large(p: usize) -> ! {
 
 /// # Safety
 /// `seg` is the segment of ours that contains `p`.
+#[inline(always)]
 unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
     // SAFETY: `seg` is a mapped segment of ours; its bitmap decides whether `p` is live.
     unsafe {
@@ -688,25 +795,40 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
             sized_too_large(p as usize);
         }
         clear(p, bs, n);
-        let cls = heap::slot((*page).class as usize);
         let h = heap::tls_heap();
-        if (*page).heap.load(Relaxed) == h {
-            // Freed from now on: a second free finds the bit clear.
-            w.store(v & !bit, Relaxed);
-            heap::bump(&(*h).frees[cls], 1);
-            quarantine(h, p as usize, bs);
-        } else {
-            if h as usize > DONE as usize {
-                heap::bump(&(*h).frees[cls], 1);
-                heap::bump(&(*h).remote_out[cls], 1);
-            } else {
-                heap::HEAPLESS_FREES[cls].fetch_add(1, Relaxed);
-            }
-            heap::remote_free(page, p as *mut Block);
+        if (*page).heap.load(Relaxed) != h {
+            free_remote(h, page, p);
+            return;
         }
+        // Freed from now on: a second free finds the bit clear.
+        w.store(v & !bit, Relaxed);
+        heap::bump(&(*h).frees[heap::slot((*page).class as usize)], 1);
+        quarantine(h, p as usize, bs);
     }
 }
 
+/// A checked and cleared block freed by a thread other than its page's owner (or by a thread
+/// without a heap): on the owner's remote-free list, which delays its reuse.
+///
+/// # Safety
+/// `p` is a live block of `page`, which `h` (this thread's heap, or a sentinel) does not own.
+#[inline(never)]
+unsafe fn free_remote(h: *mut Heap, page: *mut Page, p: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        let cls = heap::slot((*page).class as usize);
+        if h as usize > DONE as usize {
+            heap::bump(&(*h).frees[cls], 1);
+            heap::bump(&(*h).remote_out[cls], 1);
+        } else {
+            heap::HEAPLESS_FREES[cls].fetch_add(1, Relaxed);
+        }
+        heap::remote_free(page, p as *mut Block);
+    }
+}
+
+#[cold]
+#[inline(never)]
 fn free_large(p: *mut u8, size: usize) {
     let Some(usable) = large::usable_size(p) else {
         // Not a live large block: `large::free` reports it (invalid or double free).
@@ -931,14 +1053,37 @@ mod tests {
         let p = buf.as_mut_ptr() as *mut u8;
         for bs in [16usize, 32, 48, 64, 192, 256, 272, 512, 1024] {
             for n in 0..bs {
-                // SAFETY: the buffer holds 1024 bytes.
-                unsafe {
-                    ptr::write_bytes(p, 0xAB, bs);
-                    write_canary(p, bs, n);
-                    assert_eq!(read_canary(p, bs), Some(n), "bs {bs} n {n}");
-                    if n < bs - 1 {
-                        *p.add(n) ^= 0xFF;
-                        assert_eq!(read_canary(p, bs), None, "overflow bs {bs} n {n}");
+                for fresh in [false, true] {
+                    // SAFETY: the buffer holds 1024 bytes.
+                    unsafe {
+                        ptr::write_bytes(p, 0xAB, bs);
+                        if fresh {
+                            write_canary_fresh(p, bs, n);
+                        } else {
+                            write_canary(p, bs, n);
+                            // The precise writer leaves the requested bytes alone.
+                            assert!((0..n).all(|i| *p.add(i) == 0xAB), "bs {bs} n {n}");
+                        }
+                        assert_eq!(read_canary(p, bs), Some(n), "bs {bs} n {n}");
+                        // Every byte of the requested part may change.
+                        if n > 0 {
+                            *p.add(n - 1) ^= 0xFF;
+                            assert_eq!(read_canary(p, bs), Some(n), "data bs {bs} n {n}");
+                        }
+                        if n < bs - 1 {
+                            *p.add(n) ^= 0xFF;
+                            assert_eq!(read_canary(p, bs), None, "overflow bs {bs} n {n}");
+                            *p.add(n) ^= 0xFF;
+                        }
+                        // The tag is checked too.
+                        *p.add(bs - 1) ^= 0x40;
+                        assert_ne!(read_canary(p, bs), Some(n), "tag bs {bs} n {n}");
+                        *p.add(bs - 1) ^= 0x40;
+                        // Clearing leaves the block's requested bytes and slack zero.
+                        clear(p, bs, n);
+                        assert!((0..n.min(ZERO_LIMIT)).all(|i| *p.add(i) == 0));
+                        assert!((n..(n + CANARY_SPAN).min(bs)).all(|i| *p.add(i) == 0));
+                        assert_eq!(*p.add(bs - 1), 0, "tag cleared bs {bs} n {n}");
                     }
                 }
             }
