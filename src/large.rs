@@ -369,12 +369,9 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// No cached block fits: grow the largest cached one that is smaller (at least half the
 /// request) to `usable` bytes with `mremap`, so that its resident pages serve the new block
 /// instead of a fresh mapping being faulted in page by page (a few system calls instead of a
-/// fault per page). `None` when there is no such block or strict mode is on (its cached blocks
-/// are fenced); the caller then maps a fresh block.
+/// fault per page). In strict mode the cached block is opened first (it is `PROT_NONE` while
+/// cached). `None` when there is no such block; the caller then maps a fresh block.
 fn grow_cached(size: usize, usable: usize, align: usize, zero: bool) -> Option<*mut u8> {
-    if crate::config::strict() {
-        return None;
-    }
     let mut l = LARGE.lock();
     let mut best = 0;
     let mut best_k = 0;
@@ -391,6 +388,13 @@ fn grow_cached(size: usize, usable: usize, align: usize, zero: bool) -> Option<*
     }
     let addr = l.take_cached(best_k, best);
     drop(l);
+    if crate::config::strict()
+        // SAFETY: the block was just taken from the cache; nobody else knows it.
+        && !unsafe { crate::strict::reopen_large(addr as *mut u8, best) }
+    {
+        drop_taken(addr, best);
+        return None;
+    }
     let p = resize(addr as *mut u8, size, align);
     if p.is_null() {
         // The kernel could not move it: drop the block, map afresh.
