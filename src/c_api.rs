@@ -185,6 +185,14 @@ pub fn malloc_trim(_pad: usize) -> i32 {
     (released > 0) as i32
 }
 
+/// The panic handler of a build without `std` (the preloaded library): a panic is a bug in
+/// mapalloc, reported as `mapalloc: internal error: panic` and an abort. The message is not
+/// formatted: that could allocate, from inside the allocator.
+#[cold]
+pub fn panicked() -> ! {
+    os::internal("panic")
+}
+
 /// glibc's `struct mallinfo2`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

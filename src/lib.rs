@@ -36,6 +36,12 @@
 //! written with `write(2)` followed by `abort()`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// Only `core` is used (the allocator may not allocate, format or unwind anyway), so that the
+// preloaded library links no `std`: its panic machinery (backtrace symbolisation, demangling,
+// decompression) was 3/4 of `libmapalloc.so`'s text and pulled in `libgcc_s.so.1`, and the
+// text pages a program touches (with the kernel's fault-around, whole 64 KiB windows of
+// them) count in its resident set. Tests and loom models use `std`.
+#![cfg_attr(not(any(test, loom)), no_std)]
 
 mod alloc;
 pub mod c_api;

@@ -482,6 +482,16 @@ fn rss_return() {
     }
 }
 
+/// Issue 8 (peak RSS): the library's own resident pages stay small (no `std`, no `libgcc_s`),
+/// and a block growing through the size classes does not leave a resident page behind in
+/// each of them.
+#[test]
+fn rss_footprint() {
+    if let Some(out) = run_c_test("rss_footprint.c", &[]) {
+        eprintln!("{}", out.stdout.trim());
+    }
+}
+
 /// The shim reads the same `MAPALLOC_*` settings: a bad value warns once and keeps the
 /// default; `MAPALLOC_STATS=1` prints the summary at exit.
 #[test]

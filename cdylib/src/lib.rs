@@ -15,6 +15,24 @@
 //! and keep the exact standard semantics (`std::bad_alloc`, the new-handler).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// Without `std` (whenever panics abort, as in the release profile): `std`'s panic machinery
+// (backtraces, symbolisation) made up most of the library's text and needed `libgcc_s.so.1`,
+// and every text page a program touches counts in its resident set. A panic is a bug in
+// mapalloc; the handler below reports it and aborts.
+#![cfg_attr(panic = "abort", no_std)]
+
+// `std` links the C library; without it, link it here (the `libc` crate leaves that to
+// `std`), so that the library records its dependency on `libc.so.6` with symbol versions and
+// gets `pthread_atfork` from `libc_nonshared.a` as glibc intends.
+#[cfg(panic = "abort")]
+#[link(name = "c")]
+unsafe extern "C" {}
+
+#[cfg(panic = "abort")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    c_api::panicked()
+}
 
 use core::ffi::{c_int, c_void};
 use mapalloc::c_api;
