@@ -701,16 +701,8 @@ unsafe fn give_back_kept_page(h: *mut Heap, kind: Kind, cls: usize) -> bool {
                 continue;
             }
             let q = &mut (*h).queues[slot(c)];
-            let page = q.first;
-            if !page.is_null()
-                && q.last == page
-                && (*page).used == 0
-                && !(*page).in_full
-                && (*page)
-                    .full_state
-                    .load(crate::sync::atomic::Ordering::Relaxed)
-                    != NOTIFIED
-            {
+            let page = kept_empty_page(q);
+            if !page.is_null() {
                 queue_remove(q, page);
                 give_back_quiet(h, page, os::now_ms());
                 return true;
@@ -844,6 +836,31 @@ unsafe fn free_page_event(h: *mut Heap, page: *mut Page) {
         // Last: the purge moves and gives back queued pages, `page` among them.
         if purge_tick(h) {
             purge_check(h);
+        }
+    }
+}
+
+/// The page a class keeps (see [`retire`]) when it is empty: the only page of queue `q`, with
+/// no block in use, and neither on the full list nor on the notify stack; else null.
+///
+/// # Safety
+/// The calling thread owns the heap of `q` (or holds it locked).
+unsafe fn kept_empty_page(q: &PageQueue) -> *mut Page {
+    let page = q.first;
+    // SAFETY: per the contract, the queue's pages are the caller's.
+    unsafe {
+        if !page.is_null()
+            && q.last == page
+            && (*page).used == 0
+            && !(*page).in_full
+            && (*page)
+                .full_state
+                .load(crate::sync::atomic::Ordering::Relaxed)
+                != NOTIFIED
+        {
+            page
+        } else {
+            ptr::null_mut()
         }
     }
 }
@@ -1010,17 +1027,8 @@ unsafe fn exit_purge(h: *mut Heap) {
     unsafe {
         purge(h, now, false);
         for c in 0..NUM_CLASSES {
-            let q = &(*h).queues[slot(c)];
-            let page = q.first;
-            if !page.is_null()
-                && q.last == page
-                && (*page).used == 0
-                && !(*page).in_full
-                && (*page)
-                    .full_state
-                    .load(crate::sync::atomic::Ordering::Relaxed)
-                    != NOTIFIED
-            {
+            let page = kept_empty_page(&(*h).queues[slot(c)]);
+            if !page.is_null() {
                 segment::purge_empty_page(segment::segment_of_page(page), page);
                 (*page).freed_at = 0;
             }
