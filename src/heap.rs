@@ -1190,10 +1190,20 @@ unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
 /// `b` is a live block of `page` (its bitmap bit is set) that the caller gives up.
 #[inline(never)]
 pub(crate) unsafe fn remote_free(page: *mut Page, b: *mut Block) {
+    // SAFETY: forwarded contract.
+    unsafe { remote_free_masked(page, b, 0) }
+}
+
+/// [`remote_free`] with the block's link stored XORed with `mask` (see
+/// `remote::push_block`).
+///
+/// # Safety
+/// As for [`remote_free`].
+pub(crate) unsafe fn remote_free_masked(page: *mut Page, b: *mut Block, mask: usize) {
     // SAFETY: `b` is a live block of `page` (its bitmap bit is set), which the caller gives
     // up; the page and its heap stay mapped for ever.
     unsafe {
-        remote::push_block(&(*page).thread_free, b);
+        remote::push_block(&(*page).thread_free, b, mask);
         if remote::remote_should_notify(&(*page).full_state) {
             let h = (*page).heap.load(Ordering::Acquire);
             remote::push_notify(&(*h).notify, page, &(*page).notify_next);

@@ -36,16 +36,18 @@ pub const FULL: u8 = 1;
 /// A remote free has pushed the page on its heap's notify stack.
 pub const NOTIFIED: u8 = 2;
 
-/// Push a freed block on a remote-free list.
+/// Push a freed block on a remote-free list, its link stored XORed with `mask` (0 in the
+/// default mode; strict mode stores its links encoded, so that the owner can splice the list
+/// into its free list whole).
 ///
 /// # Safety
 /// `b` points to a block whose first word the caller may write and that no one else uses.
 #[inline]
-pub unsafe fn push_block(list: &AtomicPtr<Block>, b: *mut Block) {
+pub unsafe fn push_block(list: &AtomicPtr<Block>, b: *mut Block, mask: usize) {
     let mut head = list.load(Ordering::Relaxed);
     loop {
         // SAFETY: the caller owns `b` until the CAS publishes it.
-        unsafe { (*b).next = head };
+        unsafe { (*b).next = (head as usize ^ mask) as *mut Block };
         match list.compare_exchange_weak(head, b, Ordering::SeqCst, Ordering::Relaxed) {
             Ok(_) => return,
             Err(cur) => head = cur,
@@ -174,7 +176,7 @@ mod tests {
                 s.spawn(move || {
                     for b in mine {
                         // SAFETY: this thread owns `b` until it is pushed.
-                        unsafe { push_block(list, b.0) };
+                        unsafe { push_block(list, b.0, 0) };
                     }
                 });
             }
@@ -207,7 +209,7 @@ mod tests {
         assert_eq!(state.load(Ordering::Relaxed), FULL);
         // The first remote free notifies, the second does not.
         // SAFETY: `b0` is ours and unused.
-        unsafe { push_block(&list, b0) };
+        unsafe { push_block(&list, b0, 0) };
         assert!(remote_should_notify(&state));
         assert!(!remote_should_notify(&state));
         assert_eq!(state.load(Ordering::Relaxed), NOTIFIED);
@@ -218,7 +220,7 @@ mod tests {
         // A remote free that raced before FULL was stored: the page must stay queued.
         let b1: *mut Block = &mut blocks.0[1];
         // SAFETY: `b1` is ours and unused.
-        unsafe { push_block(&list, b1) };
+        unsafe { push_block(&list, b1, 0) };
         assert!(!owner_mark_full(&state, &list));
         assert_eq!(state.load(Ordering::Relaxed), NOT_FULL);
         owner_unmark_full(&state);

@@ -535,7 +535,8 @@ unsafe fn extend(h: *mut Heap, page: *mut Page) {
 
 /// Move the blocks other threads freed into the page's strict free list (the hook of
 /// `heap::collect`). Each must still be live (its bit is cleared here), and the list may not
-/// be longer than the blocks in use.
+/// be longer than the blocks in use. Remote freers store the links encoded (`free_remote`), so
+/// the list is checked by reading it and spliced whole: only its last block is written.
 ///
 /// # Safety
 /// The calling thread owns the page (or its heap's lock).
@@ -543,30 +544,35 @@ pub unsafe fn collect(page: *mut Page) {
     // SAFETY: the caller owns the page; the swap gives it the whole remote list.
     unsafe {
         let p = &mut *page;
-        let mut b = remote::take_blocks(&p.thread_free);
-        if b.is_null() {
+        let head = remote::take_blocks(&p.thread_free) as usize;
+        if head == 0 {
             return;
         }
         let seg = &*segment::segment_of_page(page);
+        let start = p.start as usize;
+        let end = start + p.built as usize * p.block_size as usize;
+        let mut b = head;
+        let mut tail = head;
         let mut count = 0u32;
-        while !b.is_null() {
+        while b != 0 {
             count += 1;
-            if count > p.used {
+            if count > p.used || b < start || b >= end || b & 15 != 0 {
                 os::fatal_ptr(
-                    "heap corruption: remote free list too long in page at",
+                    "heap corruption: remote free list broken in page at",
                     p.start as usize,
                 );
             }
-            let (w, bit) = seg.bit(b as usize);
+            let (w, bit) = seg.bit(b);
             let v = w.load(Relaxed);
             if v & bit == 0 {
-                os::fatal_ptr("double free of", b as usize);
+                os::fatal_ptr("double free of", b);
             }
             w.store(v & !bit, Relaxed);
-            let next = (*b).next;
-            push(page, b as usize);
-            b = next;
+            tail = b;
+            b = encode(b, (b as *const usize).read());
         }
+        (tail as *mut usize).write(encode(tail, p.strict_free as usize));
+        p.strict_free = head as *mut Block;
         p.used -= count;
         let h = p.heap.load(Relaxed);
         heap::bump(&(*h).remote_in[heap::slot(p.class as usize)], count as u64);
@@ -823,7 +829,9 @@ unsafe fn free_remote(h: *mut Heap, page: *mut Page, p: *mut u8) {
         } else {
             heap::HEAPLESS_FREES[cls].fetch_add(1, Relaxed);
         }
-        heap::remote_free(page, p as *mut Block);
+        // The link is stored encoded, as on a free list: the owner splices the list whole.
+        let mask = encode(p as usize, 0);
+        heap::remote_free_masked(page, p as *mut Block, mask);
     }
 }
 

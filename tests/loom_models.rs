@@ -51,7 +51,7 @@ fn walk(mut b: *mut Block, out: &mut Vec<usize>) {
 fn remote_free(page: &Arc<Page>, stack: &AtomicPtr<Page>, b: usize) {
     // SAFETY: the block is the calling thread's to free; the page outlives the model.
     unsafe {
-        remote::push_block(&page.thread_free, b as *mut Block);
+        remote::push_block(&page.thread_free, b as *mut Block, 0);
         if remote::remote_should_notify(&page.full_state) {
             let p = Arc::as_ptr(page) as *mut Page;
             remote::push_notify(stack, p, &page.notify_next);
@@ -73,7 +73,7 @@ fn remote_free_push_and_collect() {
             pushers.push(thread::spawn(move || {
                 for b in mine {
                     // SAFETY: each block is pushed by exactly one thread.
-                    unsafe { remote::push_block(&page.thread_free, b as *mut Block) };
+                    unsafe { remote::push_block(&page.thread_free, b as *mut Block, 0) };
                 }
             }));
         }
