@@ -6,7 +6,7 @@
 //! | property | how |
 //! |---|---|
 //! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
-//! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked when popped: it must be null or a free block start inside the page's carved part, else `mapalloc: corrupted free list in page at 0x...` |
+//! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked: when popped it must be null or a block start inside the page's carved part, and the block it names must still be free when it is handed out, else `mapalloc: corrupted free list in page at 0x...`; other threads' frees reach the owner with their links already encoded |
 //! | delayed reuse | a freed block waits in its heap's quarantine (FIFO, at most [`QUARANTINE_BLOCKS`] blocks and [`QUARANTINE_BYTES`]) before it returns to a free list; its live bit is cleared at once, so a second free is still a double free |
 //! | zero on free | the requested bytes (up to [`ZERO_LIMIT`]) and the canary are cleared on free; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
@@ -420,11 +420,11 @@ unsafe fn pop(page: *mut Page) -> *mut u8 {
         }
         let next = encode(b, (b as *const usize).read());
         if next != 0 {
+            // Inside the page's carved blocks, so the next pop may read it; that it is free
+            // is checked when it is taken (`take`), with the live-bit update it needs anyway.
             let start = p.start as usize;
             let end = start + p.built as usize * p.block_size as usize;
-            let seg = &*segment::segment_of_page(page);
-            let (w, bit) = seg.bit(next);
-            if next < start || next >= end || next & 15 != 0 || w.load(Relaxed) & bit != 0 {
+            if next < start || next >= end || next & 15 != 0 {
                 corrupted(p);
             }
         }
@@ -483,7 +483,15 @@ unsafe fn take(h: *mut Heap, page: *mut Page) -> *mut u8 {
         let b = pop(page);
         if !b.is_null() {
             (*page).used += 1;
-            heap::mark_live(b as usize);
+            // A block on the free list must be free: a live one there means a link was
+            // overwritten (a use after free) to hand out a block twice.
+            let seg = &*((b as usize & !segment::SEGMENT_MASK) as *const Segment);
+            let (w, bit) = seg.bit(b as usize);
+            let v = w.load(Relaxed);
+            if v & bit != 0 {
+                corrupted(&*page);
+            }
+            w.store(v | bit, Relaxed);
             heap::bump(&(*h).allocs[heap::slot((*page).class as usize)], 1);
         }
         b
