@@ -96,8 +96,10 @@ fn pattern(key: u64, o: usize) -> u8 {
 /// A heap's strict-mode state, mapped on first use and kept as long as the heap (for ever).
 #[repr(C)]
 pub struct HeapState {
-    /// Quarantined blocks, oldest at `head`.
+    /// Quarantined blocks, oldest at `head`, and their pages (kept so that a block leaves
+    /// without a lookup through its segment's header).
     ring: [usize; QUARANTINE_BLOCKS],
+    pages: [*mut Page; QUARANTINE_BLOCKS],
     head: usize,
     len: usize,
     bytes: usize,
@@ -593,14 +595,12 @@ pub unsafe fn collect(page: *mut Page) {
 /// Return a quarantined block to its page's free list (a local free); returns its block size.
 ///
 /// # Safety
-/// `b` is a block of a page owned by `h`, counted in the page's `used`, with its live bit
+/// `b` is a block of `page`, which `h` owns, counted in the page's `used`, with its live bit
 /// clear, on no list; the calling thread owns `h`.
 #[inline(always)]
-unsafe fn release_block(h: *mut Heap, b: usize) -> usize {
+unsafe fn release_block(h: *mut Heap, page: *mut Page, b: usize) -> usize {
     // SAFETY: per the contract.
     unsafe {
-        let seg = &*((b & !segment::SEGMENT_MASK) as *const Segment);
-        let page = seg.pages.as_ptr().add(seg.page_index(b)) as *mut Page;
         push(page, b);
         (*page).used -= 1;
         let bs = (*page).block_size as usize;
@@ -619,36 +619,35 @@ unsafe fn release_block(h: *mut Heap, b: usize) -> usize {
 unsafe fn evict(h: *mut Heap, q: &mut HeapState) {
     const MASK: usize = QUARANTINE_BLOCKS - 1;
     let i = q.head & MASK;
-    let old = q.ring[i];
+    let (old, page) = (q.ring[i], q.pages[i]);
     q.head = (i + 1) & MASK;
     q.len -= 1;
     // The blocks leave in order and were last touched long ago: start loading the one that
-    // leaves a few frees from now (its page is written then, and its link).
+    // leaves a few frees from now (its link is written then), and its page's descriptor.
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults.
     unsafe {
-        core::arch::x86_64::_mm_prefetch(
-            q.ring[(i + 8) & MASK] as *const i8,
-            core::arch::x86_64::_MM_HINT_T0,
-        );
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch(q.ring[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
+        _mm_prefetch(q.pages[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
     }
     // SAFETY: per the contract, a quarantined block of `h`'s.
-    q.bytes -= unsafe { release_block(h, old) };
+    q.bytes -= unsafe { release_block(h, page, old) };
 }
 
-/// Quarantine the block `b` of `bs` bytes, freed by the owner of its page; the oldest blocks
-/// leave the quarantine to keep it within its bounds.
+/// Quarantine the block `b` of `page`, `bs` bytes, freed by the owner of its page; the oldest
+/// blocks leave the quarantine to keep it within its bounds.
 ///
 /// # Safety
 /// As for [`release_block`].
 #[inline(always)]
-unsafe fn quarantine(h: *mut Heap, b: usize, bs: usize) {
+unsafe fn quarantine(h: *mut Heap, page: *mut Page, b: usize, bs: usize) {
     const _: () = assert!(QUARANTINE_BLOCKS.is_power_of_two());
     // SAFETY: per the contract; the state is `h`'s own.
     unsafe {
         let st = state(h);
         if st.is_null() {
-            release_block(h, b);
+            release_block(h, page, b);
             return;
         }
         let q = &mut *st;
@@ -658,7 +657,9 @@ unsafe fn quarantine(h: *mut Heap, b: usize, bs: usize) {
         while q.len > 0 && q.bytes + bs > QUARANTINE_BYTES {
             evict(h, q);
         }
-        q.ring[(q.head + q.len) & (QUARANTINE_BLOCKS - 1)] = b;
+        let i = (q.head + q.len) & (QUARANTINE_BLOCKS - 1);
+        q.ring[i] = b;
+        q.pages[i] = page;
         q.len += 1;
         q.bytes += bs;
     }
@@ -817,7 +818,7 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
         // Freed from now on: a second free finds the bit clear.
         w.store(v & !bit, Relaxed);
         heap::bump(&(*h).frees[heap::slot((*page).class as usize)], 1);
-        quarantine(h, p as usize, bs);
+        quarantine(h, page, p as usize, bs);
     }
 }
 
