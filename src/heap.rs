@@ -959,6 +959,9 @@ unsafe fn exit_purge(h: *mut Heap) {
     // SAFETY: per the contract.
     unsafe {
         purge(h, now, false);
+        // One syscall for all of it where the kernel allows (see `os::PurgeBatch`); flushed
+        // before the heap is let go of.
+        let mut batch = os::PurgeBatch::new();
         for c in 0..NUM_CLASSES {
             let q = &(*h).queues[slot(c)];
             let page = q.first;
@@ -971,17 +974,18 @@ unsafe fn exit_purge(h: *mut Heap) {
                     .load(crate::sync::atomic::Ordering::Relaxed)
                     != NOTIFIED
             {
-                segment::purge_empty_page(segment::segment_of_page(page), page);
+                segment::purge_empty_page(segment::segment_of_page(page), page, &mut batch);
                 (*page).freed_at = 0;
             }
         }
         for k in 0..NUM_KINDS {
             let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
             while !seg.is_null() {
-                (*seg).purge_pages(u64::MAX);
+                (*seg).purge_pages(u64::MAX, &mut batch);
                 seg = (*seg).next;
             }
         }
+        batch.flush();
     }
 }
 
@@ -1000,12 +1004,15 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
     };
     let mut next = u64::MAX;
     let mut bytes = 0;
+    // Every range purged below goes through one batch (one syscall where the kernel allows,
+    // see `os::PurgeBatch`), flushed before a page or segment can leave the heap's hands.
+    let mut batch = os::PurgeBatch::new();
     // SAFETY: the caller owns `h`; the segments on its lists are its own.
     unsafe {
         for k in 0..NUM_KINDS {
             let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
             while !seg.is_null() {
-                let (n, b) = (*seg).purge_pages(cutoff);
+                let (n, b) = (*seg).purge_pages(cutoff, &mut batch);
                 next = next.min(n);
                 bytes += b;
                 seg = (*seg).next;
@@ -1030,14 +1037,20 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
                     let q = &mut (*h).queues[slot(c)];
                     if q.first != page || q.last != page {
                         queue_remove(q, page);
+                        // The page's segment may go to the segment cache, where any thread
+                        // can take it: nothing of it may wait in the batch.
+                        batch.flush();
                         give_back_quiet(h, page, now);
                     } else if (*page).dirty && (*page).built != 0 {
                         if (*page).freed_at == 0 {
                             (*page).freed_at = now; // first seen empty
                             next = next.min(now);
                         } else if (*page).freed_at <= cutoff {
-                            bytes +=
-                                segment::purge_empty_page(segment::segment_of_page(page), page);
+                            bytes += segment::purge_empty_page(
+                                segment::segment_of_page(page),
+                                page,
+                                &mut batch,
+                            );
                             (*page).freed_at = 0;
                         } else {
                             next = next.min((*page).freed_at);
@@ -1047,6 +1060,7 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
                 page = after;
             }
         }
+        batch.flush();
         next = next.min(segment::cache_decay(cutoff, &mut bytes));
         next = next.min(crate::large::decay(cutoff, &mut bytes));
         (*h).purge_due = if next == u64::MAX {

@@ -14,6 +14,8 @@
 //! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback; two
 //!   at once with [`guard_pair`]), and
 //!   guarded ranges are laid out by one helper, [`map_guarded`].
+//! - Purges of many ranges are gathered in a [`PurgeBatch`] and given back with one
+//!   vectored call (`process_madvise`) where the kernel allows it.
 //!
 //! Each syscall is counted (relaxed atomic increments; a syscall costs far more) so that the
 //! statistics and the benchmarks can report syscalls per operation.
@@ -222,6 +224,132 @@ pub unsafe fn purge(addr: *mut u8, len: usize) {
         fatal_errno("mapalloc: madvise failed unexpectedly", errno());
     }
     set_errno(saved);
+}
+
+/// Most ranges one [`PurgeBatch`] gathers before it gives them back (well below the kernel's
+/// `UIO_MAXIOV` of 1024; 1 KiB of stack).
+const PURGE_BATCH: usize = 64;
+
+/// Whether `process_madvise(PIDFD_SELF, ..., MADV_DONTNEED)` works: unknown, yes, or no.
+static VECTORED_PURGE: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
+
+/// Ranges to [`purge`], gathered so that a purge of many scattered free pages (a heap's
+/// decay, a thread's exit) costs one syscall instead of one per run of pages:
+/// `process_madvise(PIDFD_SELF, ranges, MADV_DONTNEED)`, which Linux 6.15 and later accept for
+/// the calling process (before that, or when refused, one `madvise` per range). Adjacent
+/// ranges are merged. Lives on the stack of the purging thread; nothing is purged until
+/// [`PurgeBatch::flush`] (or the batch fills up, or is dropped), so the owner must flush
+/// before any gathered range may be reused or leaves its hands.
+pub struct PurgeBatch {
+    iov: [libc::iovec; PURGE_BATCH],
+    len: usize,
+}
+
+impl PurgeBatch {
+    pub const fn new() -> PurgeBatch {
+        PurgeBatch {
+            iov: [libc::iovec {
+                iov_base: ptr::null_mut(),
+                iov_len: 0,
+            }; PURGE_BATCH],
+            len: 0,
+        }
+    }
+
+    /// Add `[addr, addr+len)` to the ranges to purge.
+    ///
+    /// # Safety
+    /// As for [`purge`], from now until the batch is flushed: the range is memory mapped by
+    /// this allocator, holds no live data, and nobody else uses it meanwhile.
+    pub unsafe fn add(&mut self, addr: *mut u8, len: usize) {
+        check_range(addr, len);
+        if let Some(last) = self.len.checked_sub(1).and_then(|i| self.iov.get_mut(i)) {
+            if last.iov_base as usize + last.iov_len == addr as usize {
+                last.iov_len += len;
+                return;
+            }
+        }
+        if self.len == PURGE_BATCH {
+            self.flush();
+        }
+        if let Some(slot) = self.iov.get_mut(self.len) {
+            *slot = libc::iovec {
+                iov_base: addr.cast(),
+                iov_len: len,
+            };
+            self.len += 1;
+        }
+    }
+
+    /// Purge every range gathered so far.
+    pub fn flush(&mut self) {
+        let ranges = self.iov.get(..self.len).unwrap_or(&[]);
+        self.len = 0;
+        match ranges {
+            [] => {}
+            // SAFETY: `add`'s contract holds until now.
+            [one] => unsafe { purge(one.iov_base.cast(), one.iov_len) },
+            _ => {
+                // SAFETY: as above, for every range.
+                if !unsafe { purge_vectored(ranges) } {
+                    for r in ranges {
+                        // SAFETY: as above.
+                        unsafe { purge(r.iov_base.cast(), r.iov_len) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Default for PurgeBatch {
+    fn default() -> Self {
+        PurgeBatch::new()
+    }
+}
+
+impl Drop for PurgeBatch {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// One `process_madvise(PIDFD_SELF, ranges, MADV_DONTNEED)`; false when the kernel refused
+/// it or advised only part (the caller then purges range by range: purging twice is
+/// harmless).
+///
+/// # Safety
+/// As for [`purge`], for every range.
+unsafe fn purge_vectored(ranges: &[libc::iovec]) -> bool {
+    if VECTORED_PURGE.load(Relaxed) == MARKERS_NO {
+        return false;
+    }
+    let total: usize = ranges.iter().map(|r| r.iov_len).sum();
+    SYSCALLS.madvise.fetch_add(1, Relaxed);
+    let saved = errno();
+    // SAFETY: the caller guarantees every range is ours and holds nothing live; `ranges` is a
+    // valid iovec array for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            PIDFD_SELF,
+            ranges.as_ptr(),
+            ranges.len(),
+            libc::MADV_DONTNEED,
+            0usize,
+        )
+    };
+    if r < 0 && !matches!(errno(), libc::ENOMEM | libc::EAGAIN | libc::EINTR) {
+        // ENOSYS, EBADF (no PIDFD_SELF), EINVAL or EPERM (advice not allowed): older kernels.
+        VECTORED_PURGE.store(MARKERS_NO, Relaxed);
+    }
+    set_errno(saved);
+    if r >= 0 && r as usize == total {
+        VECTORED_PURGE.store(MARKERS_YES, Relaxed);
+        SYSCALLS.purged_bytes.fetch_add(total, Relaxed);
+        return true;
+    }
+    false
 }
 
 /// Map one OS page, read-write and zeroed, that the kernel wipes (to zero again) in the child

@@ -305,6 +305,7 @@ pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
     // Purging under the lock: other threads wait only when they need the cache itself, and
     // this runs at most once per purge delay.
     let c = SEG_CACHE.lock();
+    let mut batch = os::PurgeBatch::new();
     for k in 0..c.len {
         let (seg, since) = c.get(k);
         // SAFETY: cached segments are ours alone while the lock is held.
@@ -313,11 +314,13 @@ pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
             continue;
         }
         if since <= cutoff {
-            *purged += s.purge_pages(u64::MAX).1;
+            *purged += s.purge_pages(u64::MAX, &mut batch).1;
         } else {
             next = next.min(since);
         }
     }
+    // Before the lock goes: a segment popped from the cache may be written at once.
+    batch.flush();
     next
 }
 
@@ -495,13 +498,15 @@ impl Segment {
         self.used_pages -= 1;
     }
 
-    /// Purge the unused dirty pages freed at or before `cutoff`, adjacent ones with one call.
+    /// Purge the unused dirty pages freed at or before `cutoff`: adjacent ones form one range
+    /// of `batch`, which the caller flushes before any of them may be used again (before it
+    /// lets go of the segment, or takes one of its pages).
     /// Returns (when the oldest unused dirty page left was freed, or `u64::MAX`; bytes
     /// purged).
     ///
     /// Only the owner of the segment (or the holder of the cache lock, for a cached one) may
     /// call this.
-    pub fn purge_pages(&mut self, cutoff: u64) -> (u64, usize) {
+    pub fn purge_pages(&mut self, cutoff: u64, batch: &mut os::PurgeBatch) -> (u64, usize) {
         let mut next = u64::MAX;
         let mut total = 0;
         let mut run: Option<(usize, usize)> = None;
@@ -520,16 +525,16 @@ impl Segment {
             run = match (run, purge_it) {
                 (Some((a, b)), true) if b == lo => Some((a, hi)),
                 (r, true) => {
-                    total += purge_range(r);
+                    total += purge_range(r, batch);
                     Some((lo, hi))
                 }
                 (r, false) => {
-                    total += purge_range(r);
+                    total += purge_range(r, batch);
                     None
                 }
             };
         }
-        total += purge_range(run);
+        total += purge_range(run, batch);
         self.dirty_bytes -= total;
         COMMITTED.fetch_sub(total, Ordering::Relaxed);
         (next, total)
@@ -601,12 +606,16 @@ pub unsafe fn mark_dirty(seg: *mut Segment, page: *mut Page) {
 
 /// Give the memory of an empty page that stays in its class queue back to the kernel, and
 /// reset its free list (the links lived in that memory): its blocks are rebuilt from scratch
-/// when it is used again. Returns the bytes purged.
+/// when it is used again. The memory goes into `batch`. Returns the bytes purged.
 ///
 /// # Safety
 /// The caller owns `seg` and `page`, which is in use, has no block out (`used == 0`) and no
-/// remote free pending.
-pub unsafe fn purge_empty_page(seg: *mut Segment, page: *mut Page) -> usize {
+/// remote free pending; it flushes `batch` before the page is used again.
+pub unsafe fn purge_empty_page(
+    seg: *mut Segment,
+    page: *mut Page,
+    batch: &mut os::PurgeBatch,
+) -> usize {
     // SAFETY: per the contract; the page holds nothing live.
     unsafe {
         let p = &mut *page;
@@ -619,19 +628,20 @@ pub unsafe fn purge_empty_page(seg: *mut Segment, page: *mut Page) -> usize {
         p.strict_free = ptr::null_mut();
         p.built = 0;
         p.dirty = false;
-        let n = purge_range(Some((lo, hi)));
+        let n = purge_range(Some((lo, hi)), batch);
         (*seg).dirty_bytes -= n;
         COMMITTED.fetch_sub(n, Ordering::Relaxed);
         n
     }
 }
 
-/// `madvise` away one run of unused pages; returns its length.
-fn purge_range(r: Option<(usize, usize)>) -> usize {
+/// Add one run of unused pages to `batch`; returns its length.
+fn purge_range(r: Option<(usize, usize)>, batch: &mut os::PurgeBatch) -> usize {
     match r {
         Some((lo, hi)) if hi > lo => {
-            // SAFETY: the run covers unused pages of a segment of ours, holding nothing live.
-            unsafe { os::purge(lo as *mut u8, hi - lo) };
+            // SAFETY: the run covers unused pages of a segment of ours, holding nothing live;
+            // its owner flushes the batch before the pages can be used again.
+            unsafe { batch.add(lo as *mut u8, hi - lo) };
             hi - lo
         }
         _ => 0,
