@@ -11,8 +11,8 @@
 //!   is fatal: one line on stderr written with `write(2)`, then `abort()`.
 //! - Nothing here allocates, formats or panics: these functions run inside `malloc`.
 //!
-//! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback; two
-//!   at once with [`guard_pair`]), and
+//! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback;
+//!   many at once with [`guard_many`] and [`guard_pair`]), and
 //!   guarded ranges are laid out by one helper, [`map_guarded`].
 //! - Purges of many ranges are gathered in a [`PurgeBatch`] and given back with one
 //!   vectored call (`process_madvise`) where the kernel allows it.
@@ -108,6 +108,13 @@ fn set_errno(v: i32) {
 ///
 /// The caller's `errno` is preserved on success: `malloc` may set `errno` only on failure.
 pub fn map(len: usize, rw: bool) -> *mut u8 {
+    map_hinted(ptr::null_mut(), len, rw)
+}
+
+/// As [`map`], asking the kernel for the address `hint` (only a hint: without `MAP_FIXED`
+/// the kernel places the mapping elsewhere when the range is taken, and never replaces
+/// anything).
+fn map_hinted(hint: *mut u8, len: usize, rw: bool) -> *mut u8 {
     debug_assert!(
         len != 0 && len % page_size() == 0,
         "os: length not page-granular"
@@ -119,10 +126,10 @@ pub fn map(len: usize, rw: bool) -> *mut u8 {
     };
     let saved = errno();
     SYSCALLS.mmap.fetch_add(1, Relaxed);
-    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing memory.
+    // SAFETY: an anonymous private mapping without MAP_FIXED touches no existing memory.
     let p = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint.cast(),
             len,
             prot,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
@@ -144,9 +151,20 @@ pub fn map(len: usize, rw: bool) -> *mut u8 {
 }
 
 /// Map `len` bytes read-write at an address aligned to `align` (a power of two, at least the
-/// page size). Maps `len + align` bytes and unmaps the unaligned head and the tail.
-pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
+/// page size). First asks for `hint` (aligned; null for none): when the kernel gives that or
+/// any aligned address, one `mmap` is all it costs. Otherwise maps `len + align` bytes and
+/// unmaps the unaligned head and the tail.
+pub fn map_aligned(len: usize, align: usize, hint: *mut u8) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align >= page_size());
+    debug_assert!(hint as usize % align == 0);
+    if !hint.is_null() {
+        let p = map_hinted(hint, len, true);
+        if p.is_null() || p as usize % align == 0 {
+            return p;
+        }
+        // SAFETY: the mapping just made, unused.
+        unsafe { release(p, len) };
+    }
     let Some(total) = len.checked_add(align) else {
         return ptr::null_mut();
     };
@@ -549,42 +567,55 @@ const PIDFD_SELF: libc::c_int = -10000;
 static VECTORED: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
 
 /// Make two ranges guards, as [`guard`] does for each, with one syscall where the kernel
-/// allows it: `process_madvise(PIDFD_SELF, [a, b], MADV_GUARD_INSTALL)` (Linux 6.15+). A
-/// guarded block then costs what it cost with `mprotect`: one `mmap` and one call. When the
-/// kernel refuses that call, or advised only part, falls back to [`guard`] for each range
-/// (installing a marker twice is harmless).
+/// allows it (see [`guard_many`]). A guarded block then costs what it cost with `mprotect`:
+/// one `mmap` and one call.
 ///
 /// # Safety
 /// As for [`guard`], for both ranges.
 pub unsafe fn guard_pair(a: *mut u8, a_len: usize, b: *mut u8, b_len: usize) -> bool {
+    let iov = [
+        libc::iovec {
+            iov_base: a.cast(),
+            iov_len: a_len,
+        },
+        libc::iovec {
+            iov_base: b.cast(),
+            iov_len: b_len,
+        },
+    ];
+    // SAFETY: forwarded contract.
+    unsafe { guard_many(&iov) }
+}
+
+/// Make every range of `ranges` a guard, as [`guard`] does for each, with one syscall where
+/// the kernel allows it: `process_madvise(PIDFD_SELF, ranges, MADV_GUARD_INSTALL)` (Linux
+/// 6.15+; at most `UIO_MAXIOV`, 1024, ranges). When the kernel refuses that call, or advised
+/// only part, falls back to [`guard`] for each range (installing a marker twice is harmless).
+///
+/// # Safety
+/// As for [`guard`], for every range.
+pub unsafe fn guard_many(ranges: &[libc::iovec]) -> bool {
     if HARDENED && guard_markers() && VECTORED.load(Relaxed) != MARKERS_NO {
-        check_range(a, a_len);
-        check_range(b, b_len);
-        let iov = [
-            libc::iovec {
-                iov_base: a.cast(),
-                iov_len: a_len,
-            },
-            libc::iovec {
-                iov_base: b.cast(),
-                iov_len: b_len,
-            },
-        ];
+        let mut total = 0;
+        for r in ranges {
+            check_range(r.iov_base.cast(), r.iov_len);
+            total += r.iov_len;
+        }
         SYSCALLS.madvise.fetch_add(1, Relaxed);
         let saved = errno();
-        // SAFETY: the caller guarantees both ranges are ours and hold nothing live; `iov` is
-        // a valid array of two iovecs for the duration of the call.
+        // SAFETY: the caller guarantees every range is ours and holds nothing live; `ranges`
+        // is a valid iovec array for the duration of the call.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_process_madvise,
                 PIDFD_SELF,
-                iov.as_ptr(),
-                2usize,
+                ranges.as_ptr(),
+                ranges.len(),
                 MADV_GUARD_INSTALL,
                 0usize,
             )
         };
-        if r >= 0 && r as usize == a_len + b_len {
+        if r >= 0 && r as usize == total {
             VECTORED.store(MARKERS_YES, Relaxed);
             MARKERS.store(MARKERS_YES, Relaxed);
             return true;
@@ -602,8 +633,10 @@ pub unsafe fn guard_pair(a: *mut u8, a_len: usize, b: *mut u8, b_len: usize) -> 
         }
         set_errno(saved);
     }
-    // SAFETY: forwarded contract.
-    unsafe { guard(a, a_len) && guard(b, b_len) }
+    ranges.iter().all(|r| {
+        // SAFETY: forwarded contract.
+        unsafe { guard(r.iov_base.cast(), r.iov_len) }
+    })
 }
 
 /// Map `[ret - guard, ret + usable + guard)` with `ret` aligned to `align` (a power of two;

@@ -209,6 +209,12 @@ struct SegCache {
     /// When each segment was cached (`os::now_ms`), in the same order: oldest first.
     since: [u64; SEGMENT_CACHE_MAX],
     len: usize,
+    /// Fresh segments mapped ahead (see [`map_arena`]) and not handed out yet: the range
+    /// `[arena_next, arena_end)`, carved from the bottom up.
+    arena_next: usize,
+    arena_end: usize,
+    /// Where to ask the kernel for the next arena: just below the last one.
+    arena_hint: usize,
 }
 
 // SAFETY: cached segments are mapped memory owned by the cache; the lock serialises access.
@@ -218,6 +224,9 @@ static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
     segs: [ptr::null_mut(); SEGMENT_CACHE_MAX],
     since: [0; SEGMENT_CACHE_MAX],
     len: 0,
+    arena_next: 0,
+    arena_end: 0,
+    arena_hint: 0,
 });
 
 impl SegCache {
@@ -249,12 +258,77 @@ impl SegCache {
         self.len -= 1;
         self.get(self.len).0
     }
+
+    /// Take a fresh segment from the arena, mapping a new arena when it is used up. Null when
+    /// out of memory.
+    fn carve(&mut self) -> *mut Segment {
+        if self.arena_next == self.arena_end {
+            let (base, n) = map_arena(self.arena_hint);
+            if base == 0 {
+                return ptr::null_mut();
+            }
+            self.arena_next = base;
+            self.arena_end = base + n * SEGMENT_SIZE;
+            self.arena_hint = base.saturating_sub(ARENA_SEGMENTS * SEGMENT_SIZE);
+            RESERVED.store(n, Ordering::Relaxed);
+        }
+        let seg = self.arena_next;
+        self.arena_next += SEGMENT_SIZE;
+        RESERVED.fetch_sub(1, Ordering::Relaxed);
+        seg as *mut Segment
+    }
+}
+
+/// Segments one arena holds: fresh segments are mapped this many at a time, with their guards
+/// installed by one call, instead of a map, a trim and a guard call for each.
+const ARENA_SEGMENTS: usize = 16;
+
+/// Map an arena of fresh segments, aligned, with the guards of every segment (see the layout
+/// in the module doc) installed: `ARENA_SEGMENTS` of them, or one when the kernel cannot
+/// give that much. Asks for `hint` first (just below the previous arena: the kernel fills
+/// the address space from the top down, so that range is usually free, and taking it spares
+/// the alignment trim). Returns (base, segments), base 0 when out of memory.
+///
+/// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
+/// each of its segments is unmapped on its own when the segment cache lets it go.
+fn map_arena(hint: usize) -> (usize, usize) {
+    for n in [ARENA_SEGMENTS, 1] {
+        let base = os::map_aligned(n * SEGMENT_SIZE, SEGMENT_SIZE, hint as *mut u8);
+        if base.is_null() {
+            continue;
+        }
+        let (meta_end, data_start) = layout();
+        let ps = os::page_size();
+        let mut ranges = [libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }; 2 * ARENA_SEGMENTS];
+        for (i, pair) in ranges.chunks_exact_mut(2).take(n).enumerate() {
+            let seg = base as usize + i * SEGMENT_SIZE;
+            if let [before_data, end] = pair {
+                before_data.iov_base = (seg + meta_end) as *mut libc::c_void;
+                before_data.iov_len = data_start - meta_end;
+                end.iov_base = (seg + SEGMENT_SIZE - ps) as *mut libc::c_void;
+                end.iov_len = ps;
+            }
+        }
+        // SAFETY: the guards lie inside the arena just mapped, in regions of its segments
+        // that hold no data.
+        if unsafe { os::guard_many(ranges.get(..2 * n).unwrap_or(&[])) } {
+            return (base as usize, n);
+        }
+        // SAFETY: our own fresh mapping.
+        unsafe { os::release(base, n * SEGMENT_SIZE) };
+    }
+    (0, 0)
 }
 
 /// Segments currently mapped (in use or cached).
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 /// Segments in the cache.
 static CACHED: AtomicUsize = AtomicUsize::new(0);
+/// Fresh segments mapped in the arena and not handed out yet.
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
 /// Sum of `dirty_bytes` over mapped segments: segment memory that may be resident.
 static COMMITTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -264,6 +338,11 @@ pub fn mapped_segments() -> usize {
 
 pub fn cached_segments() -> usize {
     CACHED.load(Ordering::Relaxed)
+}
+
+/// Fresh segments mapped ahead in the arena (not touched yet, so not resident).
+pub fn reserved_segments() -> usize {
+    RESERVED.load(Ordering::Relaxed)
 }
 
 /// Bytes of segment memory that may be resident (metadata and pages used since their last
@@ -363,28 +442,23 @@ fn layout() -> (usize, usize) {
 /// Map a fresh segment (or take a cached one) for `heap`, set up for pages of `kind`.
 /// Null when out of memory.
 pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
-    let cached = SEG_CACHE.lock().pop();
+    let (cached, base) = {
+        let mut c = SEG_CACHE.lock();
+        let cached = c.pop();
+        // Mapping a new arena under the lock: once per `ARENA_SEGMENTS` segments, and a
+        // thread that waits for it would have mapped one itself.
+        let base = if cached.is_null() {
+            c.carve().cast::<u8>()
+        } else {
+            ptr::null_mut()
+        };
+        (cached, base)
+    };
     let seg = if cached.is_null() {
-        let base = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
         if base.is_null() {
             return ptr::null_mut();
         }
-        let (meta_end, data_start) = layout();
-        let ps = os::page_size();
-        // SAFETY: the guards lie inside the segment just mapped, in regions that hold no data.
-        let ok = unsafe {
-            os::guard_pair(
-                base.add(meta_end),
-                data_start - meta_end,
-                base.add(SEGMENT_SIZE - ps),
-                ps,
-            )
-        };
-        if !ok {
-            // SAFETY: our own fresh mapping.
-            unsafe { os::release(base, SEGMENT_SIZE) };
-            return ptr::null_mut();
-        }
+        let (meta_end, _) = layout();
         segmap_set(base as usize, true);
         MAPPED.fetch_add(1, Ordering::Relaxed);
         COMMITTED.fetch_add(meta_end, Ordering::Relaxed);
