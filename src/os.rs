@@ -108,13 +108,6 @@ fn set_errno(v: i32) {
 ///
 /// The caller's `errno` is preserved on success: `malloc` may set `errno` only on failure.
 pub fn map(len: usize, rw: bool) -> *mut u8 {
-    map_hinted(ptr::null_mut(), len, rw)
-}
-
-/// As [`map`], asking the kernel for the address `hint` (only a hint: without `MAP_FIXED`
-/// the kernel places the mapping elsewhere when the range is taken, and never replaces
-/// anything).
-fn map_hinted(hint: *mut u8, len: usize, rw: bool) -> *mut u8 {
     debug_assert!(
         len != 0 && len % page_size() == 0,
         "os: length not page-granular"
@@ -126,10 +119,10 @@ fn map_hinted(hint: *mut u8, len: usize, rw: bool) -> *mut u8 {
     };
     let saved = errno();
     SYSCALLS.mmap.fetch_add(1, Relaxed);
-    // SAFETY: an anonymous private mapping without MAP_FIXED touches no existing memory.
+    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing memory.
     let p = unsafe {
         libc::mmap(
-            hint.cast(),
+            ptr::null_mut(),
             len,
             prot,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
@@ -151,41 +144,25 @@ fn map_hinted(hint: *mut u8, len: usize, rw: bool) -> *mut u8 {
 }
 
 /// Map `len` bytes read-write at an address aligned to `align` (a power of two, at least the
-/// page size). First asks for `hint` (aligned; null for none): when the kernel gives that or
-/// any aligned address, one `mmap` is all it costs. Otherwise maps `len + align` bytes and
-/// unmaps the unaligned head and the tail.
-pub fn map_aligned(len: usize, align: usize, hint: *mut u8) -> *mut u8 {
+/// page size) with one `mmap`: maps `len + align - page` bytes and returns the aligned start
+/// inside. The slack before and after it (`align - page` bytes together) stays mapped and is
+/// never touched, so it is never resident; trimming it would cost two `munmap`s per call, so
+/// callers map many aligned units at once (see `segment`'s arenas) to keep it small. The
+/// slack goes when the ranges around it are unmapped, or with the process.
+///
+/// Returns the aligned start and the whole mapping (to unmap all of it when the caller
+/// cannot use it after all), or null and an empty range when out of memory.
+pub fn map_aligned(len: usize, align: usize) -> (*mut u8, (*mut u8, usize)) {
     debug_assert!(align.is_power_of_two() && align >= page_size());
-    debug_assert!(hint as usize % align == 0);
-    if !hint.is_null() {
-        let p = map_hinted(hint, len, true);
-        if p.is_null() || p as usize % align == 0 {
-            return p;
-        }
-        // SAFETY: the mapping just made, unused.
-        unsafe { release(p, len) };
-    }
-    let Some(total) = len.checked_add(align) else {
-        return ptr::null_mut();
+    let Some(total) = len.checked_add(align - page_size()) else {
+        return (ptr::null_mut(), (ptr::null_mut(), 0));
     };
     let raw = map(total, true);
     if raw.is_null() {
-        return raw;
+        return (raw, (raw, 0));
     }
     let start = (raw as usize + align - 1) & !(align - 1);
-    let head = start - raw as usize;
-    let tail = total - head - len;
-    // SAFETY: [raw, raw+head) and [start+len, raw+total) lie inside the mapping just made and
-    // nobody else knows about them.
-    unsafe {
-        if head != 0 {
-            release(raw, head);
-        }
-        if tail != 0 {
-            release((start + len) as *mut u8, tail);
-        }
-    }
-    start as *mut u8
+    (start as *mut u8, (raw, total))
 }
 
 /// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): the fallback of [`guard`], and strict

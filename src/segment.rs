@@ -213,8 +213,6 @@ struct SegCache {
     /// `[arena_next, arena_end)`, carved from the bottom up.
     arena_next: usize,
     arena_end: usize,
-    /// Where to ask the kernel for the next arena: just below the last one.
-    arena_hint: usize,
 }
 
 // SAFETY: cached segments are mapped memory owned by the cache; the lock serialises access.
@@ -226,7 +224,6 @@ static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
     len: 0,
     arena_next: 0,
     arena_end: 0,
-    arena_hint: 0,
 });
 
 impl SegCache {
@@ -263,13 +260,12 @@ impl SegCache {
     /// out of memory.
     fn carve(&mut self) -> *mut Segment {
         if self.arena_next == self.arena_end {
-            let (base, n) = map_arena(self.arena_hint);
+            let (base, n) = map_arena();
             if base == 0 {
                 return ptr::null_mut();
             }
             self.arena_next = base;
             self.arena_end = base + n * SEGMENT_SIZE;
-            self.arena_hint = base.saturating_sub(ARENA_SEGMENTS * SEGMENT_SIZE);
             RESERVED.store(n, Ordering::Relaxed);
         }
         let seg = self.arena_next;
@@ -285,15 +281,15 @@ const ARENA_SEGMENTS: usize = 16;
 
 /// Map an arena of fresh segments, aligned, with the guards of every segment (see the layout
 /// in the module doc) installed: `ARENA_SEGMENTS` of them, or one when the kernel cannot
-/// give that much. Asks for `hint` first (just below the previous arena: the kernel fills
-/// the address space from the top down, so that range is usually free, and taking it spares
-/// the alignment trim). Returns (base, segments), base 0 when out of memory.
+/// give that much: two syscalls for sixteen segments (`os::map_aligned` leaves the alignment
+/// slack, under one segment, mapped and untouched instead of trimming it). Returns (base,
+/// segments), base 0 when out of memory.
 ///
 /// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
 /// each of its segments is unmapped on its own when the segment cache lets it go.
-fn map_arena(hint: usize) -> (usize, usize) {
+fn map_arena() -> (usize, usize) {
     for n in [ARENA_SEGMENTS, 1] {
-        let base = os::map_aligned(n * SEGMENT_SIZE, SEGMENT_SIZE, hint as *mut u8);
+        let (base, (raw, total)) = os::map_aligned(n * SEGMENT_SIZE, SEGMENT_SIZE);
         if base.is_null() {
             continue;
         }
@@ -317,8 +313,8 @@ fn map_arena(hint: usize) -> (usize, usize) {
         if unsafe { os::guard_many(ranges.get(..2 * n).unwrap_or(&[])) } {
             return (base as usize, n);
         }
-        // SAFETY: our own fresh mapping.
-        unsafe { os::release(base, n * SEGMENT_SIZE) };
+        // SAFETY: our own fresh mapping, slack and all.
+        unsafe { os::release(raw, total) };
     }
     (0, 0)
 }
