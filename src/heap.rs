@@ -190,7 +190,7 @@ pub(crate) unsafe fn first_page(h: *mut Heap, cls: usize) -> *mut Page {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Heap pool: heaps live in mapped chunks and are never unmapped (remote frees may reach them
+// Heap pool: heaps live in chunks (a static one, then mapped ones) and are never unmapped (remote frees may reach them
 // at any time), only abandoned and adopted.
 
 struct Pool {
@@ -203,6 +203,17 @@ struct Pool {
     /// Look for heaps of ended threads when `live` reaches this (see the module doc).
     scan_at: usize,
 }
+
+/// The pool's first chunk, in static memory: a process with few threads maps none (one
+/// `mmap` less for every process).
+#[repr(C, align(4096))]
+struct FirstChunk(core::cell::UnsafeCell<[u8; HEAP_CHUNK]>);
+
+// SAFETY: the chunk is handed out once, under the pool lock, and used as mapped chunks are.
+unsafe impl Sync for FirstChunk {}
+
+static FIRST_CHUNK: FirstChunk = FirstChunk(core::cell::UnsafeCell::new([0; HEAP_CHUNK]));
+const _: () = assert!(core::mem::align_of::<Heap>() <= 64);
 
 /// The live-heap count below which `pool_acquire` does not look for heaps of ended threads.
 const SCAN_MIN: usize = 32;
@@ -247,6 +258,11 @@ fn pool_acquire(owner: u64) -> *mut Heap {
         return h;
     }
     let size = (core::mem::size_of::<Heap>() + 63) & !63;
+    if pool.chunk_end == 0 && size <= HEAP_CHUNK {
+        let c = FIRST_CHUNK.0.get() as usize;
+        pool.chunk = c;
+        pool.chunk_end = c + HEAP_CHUNK;
+    }
     if pool.chunk + size > pool.chunk_end {
         let Some(len) = os::page_round_up(HEAP_CHUNK.max(size)) else {
             return ptr::null_mut();

@@ -92,6 +92,17 @@ static LARGE: SpinLock<Large> = SpinLock::new(Large {
     frees: 0,
 });
 
+/// Entries of the first table, in static memory: a process with few large blocks maps no
+/// table (one `mmap` less).
+const FIRST_CAP: usize = 1024;
+
+struct FirstTable(core::cell::UnsafeCell<[Entry; FIRST_CAP]>);
+
+// SAFETY: only touched under the `LARGE` lock, as the table it becomes.
+unsafe impl Sync for FirstTable {}
+
+static FIRST_TABLE: FirstTable = FirstTable(core::cell::UnsafeCell::new([EMPTY; FIRST_CAP]));
+
 #[inline]
 fn hash(addr: usize, cap: usize) -> usize {
     ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7) & (cap - 1)
@@ -146,7 +157,13 @@ impl Large {
     }
 
     fn grow(&mut self) -> bool {
-        let new_cap = if self.cap == 0 { 1024 } else { self.cap * 2 };
+        if self.cap == 0 {
+            // The first table is static, and empty already.
+            self.table = FIRST_TABLE.0.get().cast();
+            self.cap = FIRST_CAP;
+            return true;
+        }
+        let new_cap = self.cap * 2;
         let bytes = new_cap * core::mem::size_of::<Entry>();
         let Some(bytes) = os::page_round_up(bytes) else {
             return false;
@@ -176,7 +193,7 @@ impl Large {
                 self.len += 1;
             }
         }
-        if !old.is_null() {
+        if old != FIRST_TABLE.0.get().cast() {
             let old_bytes = os::page_round_up(old_cap * core::mem::size_of::<Entry>())
                 .unwrap_or_else(|| internal());
             // SAFETY: the old table is ours and no longer used.
