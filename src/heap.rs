@@ -190,7 +190,7 @@ pub(crate) unsafe fn first_page(h: *mut Heap, cls: usize) -> *mut Page {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Heap pool: heaps live in mapped chunks and are never unmapped (remote frees may reach them
+// Heap pool: heaps live in chunks (a static one, then mapped ones) and are never unmapped (remote frees may reach them
 // at any time), only abandoned and adopted.
 
 struct Pool {
@@ -203,6 +203,17 @@ struct Pool {
     /// Look for heaps of ended threads when `live` reaches this (see the module doc).
     scan_at: usize,
 }
+
+/// The pool's first chunk, in static memory: a process with few threads maps none (one
+/// `mmap` less for every process).
+#[repr(C, align(4096))]
+struct FirstChunk(core::cell::UnsafeCell<[u8; HEAP_CHUNK]>);
+
+// SAFETY: the chunk is handed out once, under the pool lock, and used as mapped chunks are.
+unsafe impl Sync for FirstChunk {}
+
+static FIRST_CHUNK: FirstChunk = FirstChunk(core::cell::UnsafeCell::new([0; HEAP_CHUNK]));
+const _: () = assert!(core::mem::align_of::<Heap>() <= 64);
 
 /// The live-heap count below which `pool_acquire` does not look for heaps of ended threads.
 const SCAN_MIN: usize = 32;
@@ -247,6 +258,11 @@ fn pool_acquire(owner: u64) -> *mut Heap {
         return h;
     }
     let size = (core::mem::size_of::<Heap>() + 63) & !63;
+    if pool.chunk_end == 0 && size <= HEAP_CHUNK {
+        let c = FIRST_CHUNK.0.get() as usize;
+        pool.chunk = c;
+        pool.chunk_end = c + HEAP_CHUNK;
+    }
     if pool.chunk + size > pool.chunk_end {
         let Some(len) = os::page_round_up(HEAP_CHUNK.max(size)) else {
             return ptr::null_mut();
@@ -1026,20 +1042,24 @@ unsafe fn exit_purge(h: *mut Heap) {
     // SAFETY: per the contract.
     unsafe {
         purge(h, now, false);
+        // One syscall for all of it where the kernel allows (see `os::PurgeBatch`); flushed
+        // before the heap is let go of.
+        let mut batch = os::PurgeBatch::new();
         for c in 0..NUM_CLASSES {
             let page = kept_empty_page(&(*h).queues[slot(c)]);
             if !page.is_null() {
-                segment::purge_empty_page(segment::segment_of_page(page), page);
+                segment::purge_empty_page(segment::segment_of_page(page), page, &mut batch);
                 (*page).freed_at = 0;
             }
         }
         for k in 0..NUM_KINDS {
             let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
             while !seg.is_null() {
-                (*seg).purge_pages(u64::MAX);
+                (*seg).purge_pages(u64::MAX, &mut batch);
                 seg = (*seg).next;
             }
         }
+        batch.flush();
     }
 }
 
@@ -1058,12 +1078,15 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
     };
     let mut next = u64::MAX;
     let mut bytes = 0;
+    // Every range purged below goes through one batch (one syscall where the kernel allows,
+    // see `os::PurgeBatch`), flushed before a page or segment can leave the heap's hands.
+    let mut batch = os::PurgeBatch::new();
     // SAFETY: the caller owns `h`; the segments on its lists are its own.
     unsafe {
         for k in 0..NUM_KINDS {
             let mut seg = *(*h).segs.get(k).unwrap_or(&ptr::null_mut());
             while !seg.is_null() {
-                let (n, b) = (*seg).purge_pages(cutoff);
+                let (n, b) = (*seg).purge_pages(cutoff, &mut batch);
                 next = next.min(n);
                 bytes += b;
                 seg = (*seg).next;
@@ -1088,14 +1111,20 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
                     let q = &mut (*h).queues[slot(c)];
                     if q.first != page || q.last != page {
                         queue_remove(q, page);
+                        // The page's segment may go to the segment cache, where any thread
+                        // can take it: nothing of it may wait in the batch.
+                        batch.flush();
                         give_back_quiet(h, page, now);
                     } else if (*page).dirty && (*page).built != 0 {
                         if (*page).freed_at == 0 {
                             (*page).freed_at = now; // first seen empty
                             next = next.min(now);
                         } else if (*page).freed_at <= cutoff {
-                            bytes +=
-                                segment::purge_empty_page(segment::segment_of_page(page), page);
+                            bytes += segment::purge_empty_page(
+                                segment::segment_of_page(page),
+                                page,
+                                &mut batch,
+                            );
                             (*page).freed_at = 0;
                         } else {
                             next = next.min((*page).freed_at);
@@ -1105,6 +1134,7 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
                 page = after;
             }
         }
+        batch.flush();
         next = next.min(segment::cache_decay(cutoff, &mut bytes));
         next = next.min(crate::large::decay(cutoff, &mut bytes));
         (*h).purge_due = if next == u64::MAX {

@@ -20,8 +20,9 @@
 //! the delay.
 //!
 //! **Growth.** `realloc` to a larger size first uses the slack of the block's pages; beyond
-//! that it reserves a new guarded range and moves the pages there with `mremap`, so the data is
-//! never copied.
+//! that the kernel moves the pages (`mremap`, the data is never copied) into a cached block
+//! that fits or a new guarded range, and the old block, left mapped and empty, goes to the
+//! cache (see [`grow_keeping_old`]).
 
 use core::ptr;
 
@@ -91,6 +92,17 @@ static LARGE: SpinLock<Large> = SpinLock::new(Large {
     frees: 0,
 });
 
+/// Entries of the first table, in static memory: a process with few large blocks maps no
+/// table (one `mmap` less).
+const FIRST_CAP: usize = 1024;
+
+struct FirstTable(core::cell::UnsafeCell<[Entry; FIRST_CAP]>);
+
+// SAFETY: only touched under the `LARGE` lock, as the table it becomes.
+unsafe impl Sync for FirstTable {}
+
+static FIRST_TABLE: FirstTable = FirstTable(core::cell::UnsafeCell::new([EMPTY; FIRST_CAP]));
+
 #[inline]
 fn hash(addr: usize, cap: usize) -> usize {
     ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7) & (cap - 1)
@@ -145,7 +157,13 @@ impl Large {
     }
 
     fn grow(&mut self) -> bool {
-        let new_cap = if self.cap == 0 { 1024 } else { self.cap * 2 };
+        if self.cap == 0 {
+            // The first table is static, and empty already.
+            self.table = FIRST_TABLE.0.get().cast();
+            self.cap = FIRST_CAP;
+            return true;
+        }
+        let new_cap = self.cap * 2;
         let bytes = new_cap * core::mem::size_of::<Entry>();
         let Some(bytes) = os::page_round_up(bytes) else {
             return false;
@@ -175,7 +193,7 @@ impl Large {
                 self.len += 1;
             }
         }
-        if !old.is_null() {
+        if old != FIRST_TABLE.0.get().cast() {
             let old_bytes = os::page_round_up(old_cap * core::mem::size_of::<Entry>())
                 .unwrap_or_else(|| internal());
             // SAFETY: the old table is ours and no longer used.
@@ -235,6 +253,24 @@ impl Large {
         self.live_bytes += usable;
         self.allocs += 1;
         addr
+    }
+
+    /// The cached block that best fits a request of `usable` bytes aligned to `align`: at
+    /// least `usable` bytes with at most 50% slack. (index in the cache, its usable bytes)
+    fn best_fit(&self, usable: usize, align: usize) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize)> = None;
+        for k in 0..self.cache_len {
+            let addr = self.cached(k);
+            let e = self.get(self.find(addr).unwrap_or_else(|| internal()));
+            if e.usable >= usable
+                && e.usable - usable <= usable / 2
+                && addr % align == 0
+                && best.is_none_or(|(_, u)| e.usable < u)
+            {
+                best = Some((k, e.usable));
+            }
+        }
+        best
     }
 
     /// The `k`th cached block (`k < cache_len`).
@@ -311,22 +347,7 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
     {
         let mut l = LARGE.lock();
-        // Best fit among cached blocks with at most 50% slack.
-        let mut best = usize::MAX;
-        let mut best_k = 0;
-        for k in 0..l.cache_len {
-            let addr = l.cached(k);
-            let e = l.get(l.find(addr).unwrap_or_else(|| internal()));
-            if e.usable >= usable
-                && e.usable - usable <= usable / 2
-                && addr % align == 0
-                && e.usable < best
-            {
-                best = e.usable;
-                best_k = k;
-            }
-        }
-        if best != usize::MAX {
+        if let Some((best_k, best)) = l.best_fit(usable, align) {
             let addr = l.take_cached(best_k, best);
             drop(l);
             if crate::config::strict()
@@ -566,6 +587,11 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         };
     }
     drop(l);
+    if !crate::config::strict() {
+        if let Some(q) = grow_keeping_old(p, e.usable, new_usable, align) {
+            return q;
+        }
+    }
     // Growing: reserve a new guarded range (aligned as the block must stay) and let the
     // kernel move the pages into its middle.
     let g = guard();
@@ -610,6 +636,67 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         }
     }
     target
+}
+
+/// Growth without unmapping: the live block at `p` (`usable` bytes) moves its pages, without
+/// copying, into a cached block that fits `new_usable` bytes, or else into a new guarded
+/// range; the old block stays mapped with its guards, emptied (`os::move_pages`), and is
+/// freed into the cache like any freed block. A growth then costs one `mremap` when the cache
+/// fits, and a freed size serves the next request of that size, as a `realloc` loop that
+/// doubles vectors makes them. `None` when the kernel cannot move pages that way (the caller
+/// moves and unmaps instead); the block is unchanged then.
+///
+/// Not in strict mode: its cached blocks are fenced (`strict::free_large`).
+fn grow_keeping_old(p: *mut u8, usable: usize, new_usable: usize, align: usize) -> Option<*mut u8> {
+    let taken = {
+        let mut l = LARGE.lock();
+        l.best_fit(new_usable, align)
+            .map(|(k, u)| (l.take_cached(k, u), u))
+    };
+    let (target, target_usable) = match taken {
+        Some((a, u)) => (a as *mut u8, u),
+        None => {
+            let t = os::reserve_guarded(new_usable, guard(), align);
+            // Without guard markers the middle of a reservation is not open: the caller's
+            // way (`os::remap_to`) opens it.
+            if t.is_null() || !os::guard_markers() {
+                if !t.is_null() {
+                    // SAFETY: our own unused reservation.
+                    unsafe { unmap(t as usize, new_usable) };
+                }
+                return None;
+            }
+            (t, new_usable)
+        }
+    };
+    // SAFETY: `p`'s usable part holds only this block's pages; the target is a block of ours
+    // (taken from the cache or just mapped) that nobody else knows about.
+    if !unsafe { os::move_pages(p, usable, target) } {
+        if taken.is_some() {
+            drop_taken(target as usize, target_usable);
+        } else {
+            // SAFETY: as above.
+            unsafe { unmap(target as usize, target_usable) };
+        }
+        return None;
+    }
+    if taken.is_none() {
+        let mut l = LARGE.lock();
+        if !l.insert(Entry {
+            addr: target as usize,
+            usable: target_usable,
+            state: State::Live,
+        }) {
+            drop(l);
+            // As in `resize`: the block cannot be tracked.
+            os::fatal("mapalloc: out of memory for large-block metadata");
+        }
+        l.live_bytes += target_usable;
+        l.allocs += 1;
+    }
+    // The old block, emptied, is a freed block now.
+    free(p, 0);
+    Some(target)
 }
 
 /// Counters of the large-block layer.

@@ -11,9 +11,11 @@
 //!   is fatal: one line on stderr written with `write(2)`, then `abort()`.
 //! - Nothing here allocates, formats or panics: these functions run inside `malloc`.
 //!
-//! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback; two
-//!   at once with [`guard_pair`]), and
+//! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback;
+//!   many at once with [`guard_many`] and [`guard_pair`]), and
 //!   guarded ranges are laid out by one helper, [`map_guarded`].
+//! - Purges of many ranges are gathered in a [`PurgeBatch`] and given back with one
+//!   vectored call (`process_madvise`) where the kernel allows it.
 //!
 //! Each syscall is counted (relaxed atomic increments; a syscall costs far more) so that the
 //! statistics and the benchmarks can report syscalls per operation.
@@ -142,30 +144,25 @@ pub fn map(len: usize, rw: bool) -> *mut u8 {
 }
 
 /// Map `len` bytes read-write at an address aligned to `align` (a power of two, at least the
-/// page size). Maps `len + align` bytes and unmaps the unaligned head and the tail.
-pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
+/// page size) with one `mmap`: maps `len + align - page` bytes and returns the aligned start
+/// inside. The slack before and after it (`align - page` bytes together) stays mapped and is
+/// never touched, so it is never resident; trimming it would cost two `munmap`s per call, so
+/// callers map many aligned units at once (see `segment`'s arenas) to keep it small. The
+/// slack goes when the ranges around it are unmapped, or with the process.
+///
+/// Returns the aligned start and the whole mapping (to unmap all of it when the caller
+/// cannot use it after all), or null and an empty range when out of memory.
+pub fn map_aligned(len: usize, align: usize) -> (*mut u8, (*mut u8, usize)) {
     debug_assert!(align.is_power_of_two() && align >= page_size());
-    let Some(total) = len.checked_add(align) else {
-        return ptr::null_mut();
+    let Some(total) = len.checked_add(align - page_size()) else {
+        return (ptr::null_mut(), (ptr::null_mut(), 0));
     };
     let raw = map(total, true);
     if raw.is_null() {
-        return raw;
+        return (raw, (raw, 0));
     }
     let start = (raw as usize + align - 1) & !(align - 1);
-    let head = start - raw as usize;
-    let tail = total - head - len;
-    // SAFETY: [raw, raw+head) and [start+len, raw+total) lie inside the mapping just made and
-    // nobody else knows about them.
-    unsafe {
-        if head != 0 {
-            release(raw, head);
-        }
-        if tail != 0 {
-            release((start + len) as *mut u8, tail);
-        }
-    }
-    start as *mut u8
+    (start as *mut u8, (raw, total))
 }
 
 /// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): the fallback of [`guard`], and strict
@@ -222,6 +219,132 @@ pub unsafe fn purge(addr: *mut u8, len: usize) {
         fatal_errno("mapalloc: madvise failed unexpectedly", errno());
     }
     set_errno(saved);
+}
+
+/// Most ranges one [`PurgeBatch`] gathers before it gives them back (well below the kernel's
+/// `UIO_MAXIOV` of 1024; 1 KiB of stack).
+const PURGE_BATCH: usize = 64;
+
+/// Whether `process_madvise(PIDFD_SELF, ..., MADV_DONTNEED)` works: unknown, yes, or no.
+static VECTORED_PURGE: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
+
+/// Ranges to [`purge`], gathered so that a purge of many scattered free pages (a heap's
+/// decay, a thread's exit) costs one syscall instead of one per run of pages:
+/// `process_madvise(PIDFD_SELF, ranges, MADV_DONTNEED)`, which Linux 6.15 and later accept for
+/// the calling process (before that, or when refused, one `madvise` per range). Adjacent
+/// ranges are merged. Lives on the stack of the purging thread; nothing is purged until
+/// [`PurgeBatch::flush`] (or the batch fills up, or is dropped), so the owner must flush
+/// before any gathered range may be reused or leaves its hands.
+pub struct PurgeBatch {
+    iov: [libc::iovec; PURGE_BATCH],
+    len: usize,
+}
+
+impl PurgeBatch {
+    pub const fn new() -> PurgeBatch {
+        PurgeBatch {
+            iov: [libc::iovec {
+                iov_base: ptr::null_mut(),
+                iov_len: 0,
+            }; PURGE_BATCH],
+            len: 0,
+        }
+    }
+
+    /// Add `[addr, addr+len)` to the ranges to purge.
+    ///
+    /// # Safety
+    /// As for [`purge`], from now until the batch is flushed: the range is memory mapped by
+    /// this allocator, holds no live data, and nobody else uses it meanwhile.
+    pub unsafe fn add(&mut self, addr: *mut u8, len: usize) {
+        check_range(addr, len);
+        if let Some(last) = self.len.checked_sub(1).and_then(|i| self.iov.get_mut(i)) {
+            if last.iov_base as usize + last.iov_len == addr as usize {
+                last.iov_len += len;
+                return;
+            }
+        }
+        if self.len == PURGE_BATCH {
+            self.flush();
+        }
+        if let Some(slot) = self.iov.get_mut(self.len) {
+            *slot = libc::iovec {
+                iov_base: addr.cast(),
+                iov_len: len,
+            };
+            self.len += 1;
+        }
+    }
+
+    /// Purge every range gathered so far.
+    pub fn flush(&mut self) {
+        let ranges = self.iov.get(..self.len).unwrap_or(&[]);
+        self.len = 0;
+        match ranges {
+            [] => {}
+            // SAFETY: `add`'s contract holds until now.
+            [one] => unsafe { purge(one.iov_base.cast(), one.iov_len) },
+            _ => {
+                // SAFETY: as above, for every range.
+                if !unsafe { purge_vectored(ranges) } {
+                    for r in ranges {
+                        // SAFETY: as above.
+                        unsafe { purge(r.iov_base.cast(), r.iov_len) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Default for PurgeBatch {
+    fn default() -> Self {
+        PurgeBatch::new()
+    }
+}
+
+impl Drop for PurgeBatch {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// One `process_madvise(PIDFD_SELF, ranges, MADV_DONTNEED)`; false when the kernel refused
+/// it or advised only part (the caller then purges range by range: purging twice is
+/// harmless).
+///
+/// # Safety
+/// As for [`purge`], for every range.
+unsafe fn purge_vectored(ranges: &[libc::iovec]) -> bool {
+    if VECTORED_PURGE.load(Relaxed) == MARKERS_NO {
+        return false;
+    }
+    let total: usize = ranges.iter().map(|r| r.iov_len).sum();
+    SYSCALLS.madvise.fetch_add(1, Relaxed);
+    let saved = errno();
+    // SAFETY: the caller guarantees every range is ours and holds nothing live; `ranges` is a
+    // valid iovec array for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            PIDFD_SELF,
+            ranges.as_ptr(),
+            ranges.len(),
+            libc::MADV_DONTNEED,
+            0usize,
+        )
+    };
+    if r < 0 && !matches!(errno(), libc::ENOMEM | libc::EAGAIN | libc::EINTR) {
+        // ENOSYS, EBADF (no PIDFD_SELF), EINVAL or EPERM (advice not allowed): older kernels.
+        VECTORED_PURGE.store(MARKERS_NO, Relaxed);
+    }
+    set_errno(saved);
+    if r >= 0 && r as usize == total {
+        VECTORED_PURGE.store(MARKERS_YES, Relaxed);
+        SYSCALLS.purged_bytes.fetch_add(total, Relaxed);
+        return true;
+    }
+    false
 }
 
 /// Map one OS page, read-write and zeroed, that the kernel wipes (to zero again) in the child
@@ -340,6 +463,44 @@ pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mu
     true
 }
 
+/// Move the pages of `[old, old+len)` to `[target, target+len)` without copying
+/// (`mremap` with `MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP`, Linux 5.7+): the kernel
+/// moves the page tables, and the old range *stays mapped*, emptied (it reads as zero, and
+/// its guards around it stand). Whatever was mapped at the target range is replaced. False
+/// when the kernel cannot do it (no memory, a kernel without `MREMAP_DONTUNMAP`, or `old`
+/// not within one mapping); nothing changed then.
+///
+/// # Safety
+/// Both ranges must belong to this allocator, the target holding nothing live, and `old`
+/// holds one block's pages only.
+pub unsafe fn move_pages(old: *mut u8, len: usize, target: *mut u8) -> bool {
+    check_range(old, len);
+    check_range(target, len);
+    SYSCALLS.mremap.fetch_add(1, Relaxed);
+    let saved = errno();
+    // SAFETY: the caller guarantees both ranges are ours.
+    let p = unsafe {
+        libc::mremap(
+            old.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
+            target,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = errno();
+        set_errno(saved);
+        // EINVAL: a kernel before 5.7; EFAULT: see `remap_to`.
+        if matches!(e, libc::ENOMEM | libc::EAGAIN | libc::EFAULT | libc::EINVAL) {
+            return false;
+        }
+        fatal_errno("mapalloc: mremap failed unexpectedly", e);
+    }
+    set_errno(saved);
+    true
+}
+
 /// Whether default hardening is compiled in. Only the measurement build (cargo feature
 /// `unhardened`) turns it off: no guards, no live-block bitmap, no misuse checks.
 pub const HARDENED: bool = !cfg!(feature = "unhardened");
@@ -421,42 +582,55 @@ const PIDFD_SELF: libc::c_int = -10000;
 static VECTORED: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
 
 /// Make two ranges guards, as [`guard`] does for each, with one syscall where the kernel
-/// allows it: `process_madvise(PIDFD_SELF, [a, b], MADV_GUARD_INSTALL)` (Linux 6.15+). A
-/// guarded block then costs what it cost with `mprotect`: one `mmap` and one call. When the
-/// kernel refuses that call, or advised only part, falls back to [`guard`] for each range
-/// (installing a marker twice is harmless).
+/// allows it (see [`guard_many`]). A guarded block then costs what it cost with `mprotect`:
+/// one `mmap` and one call.
 ///
 /// # Safety
 /// As for [`guard`], for both ranges.
 pub unsafe fn guard_pair(a: *mut u8, a_len: usize, b: *mut u8, b_len: usize) -> bool {
+    let iov = [
+        libc::iovec {
+            iov_base: a.cast(),
+            iov_len: a_len,
+        },
+        libc::iovec {
+            iov_base: b.cast(),
+            iov_len: b_len,
+        },
+    ];
+    // SAFETY: forwarded contract.
+    unsafe { guard_many(&iov) }
+}
+
+/// Make every range of `ranges` a guard, as [`guard`] does for each, with one syscall where
+/// the kernel allows it: `process_madvise(PIDFD_SELF, ranges, MADV_GUARD_INSTALL)` (Linux
+/// 6.15+; at most `UIO_MAXIOV`, 1024, ranges). When the kernel refuses that call, or advised
+/// only part, falls back to [`guard`] for each range (installing a marker twice is harmless).
+///
+/// # Safety
+/// As for [`guard`], for every range.
+pub unsafe fn guard_many(ranges: &[libc::iovec]) -> bool {
     if HARDENED && guard_markers() && VECTORED.load(Relaxed) != MARKERS_NO {
-        check_range(a, a_len);
-        check_range(b, b_len);
-        let iov = [
-            libc::iovec {
-                iov_base: a.cast(),
-                iov_len: a_len,
-            },
-            libc::iovec {
-                iov_base: b.cast(),
-                iov_len: b_len,
-            },
-        ];
+        let mut total = 0;
+        for r in ranges {
+            check_range(r.iov_base.cast(), r.iov_len);
+            total += r.iov_len;
+        }
         SYSCALLS.madvise.fetch_add(1, Relaxed);
         let saved = errno();
-        // SAFETY: the caller guarantees both ranges are ours and hold nothing live; `iov` is
-        // a valid array of two iovecs for the duration of the call.
+        // SAFETY: the caller guarantees every range is ours and holds nothing live; `ranges`
+        // is a valid iovec array for the duration of the call.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_process_madvise,
                 PIDFD_SELF,
-                iov.as_ptr(),
-                2usize,
+                ranges.as_ptr(),
+                ranges.len(),
                 MADV_GUARD_INSTALL,
                 0usize,
             )
         };
-        if r >= 0 && r as usize == a_len + b_len {
+        if r >= 0 && r as usize == total {
             VECTORED.store(MARKERS_YES, Relaxed);
             MARKERS.store(MARKERS_YES, Relaxed);
             return true;
@@ -474,8 +648,10 @@ pub unsafe fn guard_pair(a: *mut u8, a_len: usize, b: *mut u8, b_len: usize) -> 
         }
         set_errno(saved);
     }
-    // SAFETY: forwarded contract.
-    unsafe { guard(a, a_len) && guard(b, b_len) }
+    ranges.iter().all(|r| {
+        // SAFETY: forwarded contract.
+        unsafe { guard(r.iov_base.cast(), r.iov_len) }
+    })
 }
 
 /// Map `[ret - guard, ret + usable + guard)` with `ret` aligned to `align` (a power of two;

@@ -209,6 +209,10 @@ struct SegCache {
     /// When each segment was cached (`os::now_ms`), in the same order: oldest first.
     since: [u64; SEGMENT_CACHE_MAX],
     len: usize,
+    /// Fresh segments mapped ahead (see [`map_arena`]) and not handed out yet: the range
+    /// `[arena_next, arena_end)`, carved from the bottom up.
+    arena_next: usize,
+    arena_end: usize,
 }
 
 // SAFETY: cached segments are mapped memory owned by the cache; the lock serialises access.
@@ -218,6 +222,8 @@ static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
     segs: [ptr::null_mut(); SEGMENT_CACHE_MAX],
     since: [0; SEGMENT_CACHE_MAX],
     len: 0,
+    arena_next: 0,
+    arena_end: 0,
 });
 
 impl SegCache {
@@ -249,12 +255,76 @@ impl SegCache {
         self.len -= 1;
         self.get(self.len).0
     }
+
+    /// Take a fresh segment from the arena, mapping a new arena when it is used up. Null when
+    /// out of memory.
+    fn carve(&mut self) -> *mut Segment {
+        if self.arena_next == self.arena_end {
+            let (base, n) = map_arena();
+            if base == 0 {
+                return ptr::null_mut();
+            }
+            self.arena_next = base;
+            self.arena_end = base + n * SEGMENT_SIZE;
+            RESERVED.store(n, Ordering::Relaxed);
+        }
+        let seg = self.arena_next;
+        self.arena_next += SEGMENT_SIZE;
+        RESERVED.fetch_sub(1, Ordering::Relaxed);
+        seg as *mut Segment
+    }
+}
+
+/// Segments one arena holds: fresh segments are mapped this many at a time, with their guards
+/// installed by one call, instead of a map, a trim and a guard call for each.
+const ARENA_SEGMENTS: usize = 16;
+
+/// Map an arena of fresh segments, aligned, with the guards of every segment (see the layout
+/// in the module doc) installed: `ARENA_SEGMENTS` of them, or one when the kernel cannot
+/// give that much: two syscalls for sixteen segments (`os::map_aligned` leaves the alignment
+/// slack, under one segment, mapped and untouched instead of trimming it). Returns (base,
+/// segments), base 0 when out of memory.
+///
+/// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
+/// each of its segments is unmapped on its own when the segment cache lets it go.
+fn map_arena() -> (usize, usize) {
+    for n in [ARENA_SEGMENTS, 1] {
+        let (base, (raw, total)) = os::map_aligned(n * SEGMENT_SIZE, SEGMENT_SIZE);
+        if base.is_null() {
+            continue;
+        }
+        let (meta_end, data_start) = layout();
+        let ps = os::page_size();
+        let mut ranges = [libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        }; 2 * ARENA_SEGMENTS];
+        for (i, pair) in ranges.chunks_exact_mut(2).take(n).enumerate() {
+            let seg = base as usize + i * SEGMENT_SIZE;
+            if let [before_data, end] = pair {
+                before_data.iov_base = (seg + meta_end) as *mut libc::c_void;
+                before_data.iov_len = data_start - meta_end;
+                end.iov_base = (seg + SEGMENT_SIZE - ps) as *mut libc::c_void;
+                end.iov_len = ps;
+            }
+        }
+        // SAFETY: the guards lie inside the arena just mapped, in regions of its segments
+        // that hold no data.
+        if unsafe { os::guard_many(ranges.get(..2 * n).unwrap_or(&[])) } {
+            return (base as usize, n);
+        }
+        // SAFETY: our own fresh mapping, slack and all.
+        unsafe { os::release(raw, total) };
+    }
+    (0, 0)
 }
 
 /// Segments currently mapped (in use or cached).
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 /// Segments in the cache.
 static CACHED: AtomicUsize = AtomicUsize::new(0);
+/// Fresh segments mapped in the arena and not handed out yet.
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
 /// Sum of `dirty_bytes` over mapped segments: segment memory that may be resident.
 static COMMITTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -264,6 +334,11 @@ pub fn mapped_segments() -> usize {
 
 pub fn cached_segments() -> usize {
     CACHED.load(Ordering::Relaxed)
+}
+
+/// Fresh segments mapped ahead in the arena (not touched yet, so not resident).
+pub fn reserved_segments() -> usize {
+    RESERVED.load(Ordering::Relaxed)
 }
 
 /// Bytes of segment memory that may be resident (metadata and pages used since their last
@@ -305,6 +380,7 @@ pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
     // Purging under the lock: other threads wait only when they need the cache itself, and
     // this runs at most once per purge delay.
     let c = SEG_CACHE.lock();
+    let mut batch = os::PurgeBatch::new();
     for k in 0..c.len {
         let (seg, since) = c.get(k);
         // SAFETY: cached segments are ours alone while the lock is held.
@@ -313,11 +389,13 @@ pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
             continue;
         }
         if since <= cutoff {
-            *purged += s.purge_pages(u64::MAX).1;
+            *purged += s.purge_pages(u64::MAX, &mut batch).1;
         } else {
             next = next.min(since);
         }
     }
+    // Before the lock goes: a segment popped from the cache may be written at once.
+    batch.flush();
     next
 }
 
@@ -360,28 +438,23 @@ fn layout() -> (usize, usize) {
 /// Map a fresh segment (or take a cached one) for `heap`, set up for pages of `kind`.
 /// Null when out of memory.
 pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
-    let cached = SEG_CACHE.lock().pop();
+    let (cached, base) = {
+        let mut c = SEG_CACHE.lock();
+        let cached = c.pop();
+        // Mapping a new arena under the lock: once per `ARENA_SEGMENTS` segments, and a
+        // thread that waits for it would have mapped one itself.
+        let base = if cached.is_null() {
+            c.carve().cast::<u8>()
+        } else {
+            ptr::null_mut()
+        };
+        (cached, base)
+    };
     let seg = if cached.is_null() {
-        let base = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
         if base.is_null() {
             return ptr::null_mut();
         }
-        let (meta_end, data_start) = layout();
-        let ps = os::page_size();
-        // SAFETY: the guards lie inside the segment just mapped, in regions that hold no data.
-        let ok = unsafe {
-            os::guard_pair(
-                base.add(meta_end),
-                data_start - meta_end,
-                base.add(SEGMENT_SIZE - ps),
-                ps,
-            )
-        };
-        if !ok {
-            // SAFETY: our own fresh mapping.
-            unsafe { os::release(base, SEGMENT_SIZE) };
-            return ptr::null_mut();
-        }
+        let (meta_end, _) = layout();
         segmap_set(base as usize, true);
         MAPPED.fetch_add(1, Ordering::Relaxed);
         COMMITTED.fetch_add(meta_end, Ordering::Relaxed);
@@ -495,13 +568,15 @@ impl Segment {
         self.used_pages -= 1;
     }
 
-    /// Purge the unused dirty pages freed at or before `cutoff`, adjacent ones with one call.
+    /// Purge the unused dirty pages freed at or before `cutoff`: adjacent ones form one range
+    /// of `batch`, which the caller flushes before any of them may be used again (before it
+    /// lets go of the segment, or takes one of its pages).
     /// Returns (when the oldest unused dirty page left was freed, or `u64::MAX`; bytes
     /// purged).
     ///
     /// Only the owner of the segment (or the holder of the cache lock, for a cached one) may
     /// call this.
-    pub fn purge_pages(&mut self, cutoff: u64) -> (u64, usize) {
+    pub fn purge_pages(&mut self, cutoff: u64, batch: &mut os::PurgeBatch) -> (u64, usize) {
         let mut next = u64::MAX;
         let mut total = 0;
         let mut run: Option<(usize, usize)> = None;
@@ -520,16 +595,16 @@ impl Segment {
             run = match (run, purge_it) {
                 (Some((a, b)), true) if b == lo => Some((a, hi)),
                 (r, true) => {
-                    total += purge_range(r);
+                    total += purge_range(r, batch);
                     Some((lo, hi))
                 }
                 (r, false) => {
-                    total += purge_range(r);
+                    total += purge_range(r, batch);
                     None
                 }
             };
         }
-        total += purge_range(run);
+        total += purge_range(run, batch);
         self.dirty_bytes -= total;
         COMMITTED.fetch_sub(total, Ordering::Relaxed);
         (next, total)
@@ -601,12 +676,16 @@ pub unsafe fn mark_dirty(seg: *mut Segment, page: *mut Page) {
 
 /// Give the memory of an empty page that stays in its class queue back to the kernel, and
 /// reset its free list (the links lived in that memory): its blocks are rebuilt from scratch
-/// when it is used again. Returns the bytes purged.
+/// when it is used again. The memory goes into `batch`. Returns the bytes purged.
 ///
 /// # Safety
 /// The caller owns `seg` and `page`, which is in use, has no block out (`used == 0`) and no
-/// remote free pending.
-pub unsafe fn purge_empty_page(seg: *mut Segment, page: *mut Page) -> usize {
+/// remote free pending; it flushes `batch` before the page is used again.
+pub unsafe fn purge_empty_page(
+    seg: *mut Segment,
+    page: *mut Page,
+    batch: &mut os::PurgeBatch,
+) -> usize {
     // SAFETY: per the contract; the page holds nothing live.
     unsafe {
         let p = &mut *page;
@@ -619,19 +698,20 @@ pub unsafe fn purge_empty_page(seg: *mut Segment, page: *mut Page) -> usize {
         p.strict_free = ptr::null_mut();
         p.built = 0;
         p.dirty = false;
-        let n = purge_range(Some((lo, hi)));
+        let n = purge_range(Some((lo, hi)), batch);
         (*seg).dirty_bytes -= n;
         COMMITTED.fetch_sub(n, Ordering::Relaxed);
         n
     }
 }
 
-/// `madvise` away one run of unused pages; returns its length.
-fn purge_range(r: Option<(usize, usize)>) -> usize {
+/// Add one run of unused pages to `batch`; returns its length.
+fn purge_range(r: Option<(usize, usize)>, batch: &mut os::PurgeBatch) -> usize {
     match r {
         Some((lo, hi)) if hi > lo => {
-            // SAFETY: the run covers unused pages of a segment of ours, holding nothing live.
-            unsafe { os::purge(lo as *mut u8, hi - lo) };
+            // SAFETY: the run covers unused pages of a segment of ours, holding nothing live;
+            // its owner flushes the batch before the pages can be used again.
+            unsafe { batch.add(lo as *mut u8, hi - lo) };
             hi - lo
         }
         _ => 0,

@@ -48,7 +48,10 @@ pub struct Stats {
     /// Bytes of segments mapped (in use or cached), and how many of them sit in the cache.
     pub segment_bytes: u64,
     pub segments_cached: u64,
-    /// Bytes mapped by mapalloc: segments, large blocks with their guards.
+    /// Fresh segments mapped ahead of use (never touched, so not resident); not counted in
+    /// `segment_bytes`.
+    pub segments_reserved: u64,
+    /// Bytes mapped by mapalloc: segments (reserved ones too), large blocks with their guards.
     pub mapped_bytes: u64,
     /// Bytes that may be resident: segment metadata, pages used since their last purge, and
     /// large blocks (live or cached). What is not committed was purged or never touched.
@@ -96,6 +99,7 @@ pub fn summary() -> Stats {
         large_blocks: 0,
         segment_bytes: 0,
         segments_cached: 0,
+        segments_reserved: 0,
         mapped_bytes: 0,
         committed_bytes: 0,
         purged_bytes: 0,
@@ -130,10 +134,13 @@ pub fn summary() -> Stats {
     s.segment_bytes = segs * segment::SEGMENT_SIZE as u64;
     s.segments_cached = segment::cached_segments() as u64;
     let large_bytes = s.large_live_bytes + s.large_cached_bytes;
-    s.mapped_bytes = s.segment_bytes + large_bytes + s.large_blocks * 2 * ps;
+    s.segments_reserved = segment::reserved_segments() as u64;
+    let reserved_bytes = s.segments_reserved * segment::SEGMENT_SIZE as u64;
+    s.mapped_bytes = s.segment_bytes + reserved_bytes + large_bytes + s.large_blocks * 2 * ps;
     s.committed_bytes = segment::committed_bytes() as u64 + large_bytes;
     s.purged_bytes = os::SYSCALLS.purged_bytes.load(Relaxed) as u64;
-    s.guard_bytes = segs * segment::guard_bytes_per_segment() as u64 + s.large_blocks * 2 * ps;
+    s.guard_bytes = (segs + s.segments_reserved) * segment::guard_bytes_per_segment() as u64
+        + s.large_blocks * 2 * ps;
     s.mappings = segs * 4 + s.large_blocks * 3;
     let (hl, ha) = heap::heap_counts();
     s.heaps_live = hl as u64;

@@ -88,6 +88,67 @@ fn growing_realloc_moves_pages_with_mremap() {
     }
 }
 
+/// A loop that grows blocks by doubling and frees them, as vectors do, costs one `mremap` per
+/// growth once the cache holds the sizes: the pages move into a cached block of the new size
+/// and the emptied old block is cached in its turn. No `mmap`, no `munmap`, no guard call.
+#[test]
+fn doubling_growth_loop_costs_one_mremap_per_growth() {
+    let _g = SERIAL.lock().unwrap();
+    if strict() {
+        // Strict mode fences cached blocks and grows the old way.
+        return;
+    }
+    // No cached block may age out while the loop runs, however slow the machine.
+    let saved = mapalloc::config();
+    let mut c = saved;
+    c.purge_delay_ms = Some(3_600_000);
+    c.large_cache_bytes = Some(128 << 20);
+    mapalloc::configure(&c).unwrap();
+    let round = || {
+        let mut size = 1usize << 20;
+        // SAFETY: valid layouts; the block is only accessed within its current size.
+        unsafe {
+            let p = MapAlloc.alloc(Layout::from_size_align(size, 16).unwrap());
+            assert!(!p.is_null());
+            p.write_bytes(7, size);
+            let mut p = p;
+            while size < 16 << 20 {
+                let new = size * 2;
+                p = MapAlloc.realloc(p, Layout::from_size_align(size, 16).unwrap(), new);
+                assert!(!p.is_null());
+                assert!(
+                    *p.add(size - 1) == 7 && *p == 7,
+                    "data lost growing to {new}"
+                );
+                p.add(size).write_bytes(7, new - size);
+                size = new;
+            }
+            MapAlloc.dealloc(p, Layout::from_size_align(size, 16).unwrap());
+        }
+    };
+    round();
+    let before = mapalloc::stats();
+    const ROUNDS: u64 = 10;
+    for _ in 0..ROUNDS {
+        round();
+    }
+    let after = mapalloc::stats();
+    let growths = 4 * ROUNDS;
+    assert!(
+        after.mremap - before.mremap <= growths,
+        "{} mremaps for {growths} growths",
+        after.mremap - before.mremap
+    );
+    assert_eq!(
+        (after.mmap, after.munmap, after.madvise, after.mprotect),
+        (before.mmap, before.munmap, before.madvise, before.mprotect),
+        "growth loop mapped, unmapped or guarded"
+    );
+    // Leave no cached block behind for the other tests.
+    mapalloc::configure(&saved).unwrap();
+    mapalloc::trim();
+}
+
 /// Page faults taken by the calling thread so far.
 fn thread_faults() -> i64 {
     // SAFETY: `ru` is a valid out-pointer; RUSAGE_THREAD exists on Linux 2.6.26+.
