@@ -20,9 +20,8 @@
 //! the delay.
 //!
 //! **Growth.** `realloc` to a larger size first uses the slack of the block's pages; beyond
-//! that the kernel moves the pages (`mremap`, the data is never copied) into a cached block
-//! that fits or a new guarded range, and the old block, left mapped and empty, goes to the
-//! cache (see [`grow_keeping_old`]).
+//! that it reserves a new guarded range and moves the pages there with `mremap`, so the data is
+//! never copied.
 
 use core::ptr;
 
@@ -255,24 +254,6 @@ impl Large {
         addr
     }
 
-    /// The cached block that best fits a request of `usable` bytes aligned to `align`: at
-    /// least `usable` bytes with at most 50% slack. (index in the cache, its usable bytes)
-    fn best_fit(&self, usable: usize, align: usize) -> Option<(usize, usize)> {
-        let mut best: Option<(usize, usize)> = None;
-        for k in 0..self.cache_len {
-            let addr = self.cached(k);
-            let e = self.get(self.find(addr).unwrap_or_else(|| internal()));
-            if e.usable >= usable
-                && e.usable - usable <= usable / 2
-                && addr % align == 0
-                && best.is_none_or(|(_, u)| e.usable < u)
-            {
-                best = Some((k, e.usable));
-            }
-        }
-        best
-    }
-
     /// The `k`th cached block (`k < cache_len`).
     fn cached(&self, k: usize) -> usize {
         *self.cache.get(k).unwrap_or_else(|| internal())
@@ -347,7 +328,22 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
     {
         let mut l = LARGE.lock();
-        if let Some((best_k, best)) = l.best_fit(usable, align) {
+        // Best fit among cached blocks with at most 50% slack.
+        let mut best = usize::MAX;
+        let mut best_k = 0;
+        for k in 0..l.cache_len {
+            let addr = l.cached(k);
+            let e = l.get(l.find(addr).unwrap_or_else(|| internal()));
+            if e.usable >= usable
+                && e.usable - usable <= usable / 2
+                && addr % align == 0
+                && e.usable < best
+            {
+                best = e.usable;
+                best_k = k;
+            }
+        }
+        if best != usize::MAX {
             let addr = l.take_cached(best_k, best);
             drop(l);
             if crate::config::strict()
@@ -587,11 +583,6 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         };
     }
     drop(l);
-    if !crate::config::strict() {
-        if let Some(q) = grow_keeping_old(p, e.usable, new_usable, align) {
-            return q;
-        }
-    }
     // Growing: reserve a new guarded range (aligned as the block must stay) and let the
     // kernel move the pages into its middle.
     let g = guard();
@@ -636,67 +627,6 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         }
     }
     target
-}
-
-/// Growth without unmapping: the live block at `p` (`usable` bytes) moves its pages, without
-/// copying, into a cached block that fits `new_usable` bytes, or else into a new guarded
-/// range; the old block stays mapped with its guards, emptied (`os::move_pages`), and is
-/// freed into the cache like any freed block. A growth then costs one `mremap` when the cache
-/// fits, and a freed size serves the next request of that size, as a `realloc` loop that
-/// doubles vectors makes them. `None` when the kernel cannot move pages that way (the caller
-/// moves and unmaps instead); the block is unchanged then.
-///
-/// Not in strict mode: its cached blocks are fenced (`strict::free_large`).
-fn grow_keeping_old(p: *mut u8, usable: usize, new_usable: usize, align: usize) -> Option<*mut u8> {
-    let taken = {
-        let mut l = LARGE.lock();
-        l.best_fit(new_usable, align)
-            .map(|(k, u)| (l.take_cached(k, u), u))
-    };
-    let (target, target_usable) = match taken {
-        Some((a, u)) => (a as *mut u8, u),
-        None => {
-            let t = os::reserve_guarded(new_usable, guard(), align);
-            // Without guard markers the middle of a reservation is not open: the caller's
-            // way (`os::remap_to`) opens it.
-            if t.is_null() || !os::guard_markers() {
-                if !t.is_null() {
-                    // SAFETY: our own unused reservation.
-                    unsafe { unmap(t as usize, new_usable) };
-                }
-                return None;
-            }
-            (t, new_usable)
-        }
-    };
-    // SAFETY: `p`'s usable part holds only this block's pages; the target is a block of ours
-    // (taken from the cache or just mapped) that nobody else knows about.
-    if !unsafe { os::move_pages(p, usable, target) } {
-        if taken.is_some() {
-            drop_taken(target as usize, target_usable);
-        } else {
-            // SAFETY: as above.
-            unsafe { unmap(target as usize, target_usable) };
-        }
-        return None;
-    }
-    if taken.is_none() {
-        let mut l = LARGE.lock();
-        if !l.insert(Entry {
-            addr: target as usize,
-            usable: target_usable,
-            state: State::Live,
-        }) {
-            drop(l);
-            // As in `resize`: the block cannot be tracked.
-            os::fatal("mapalloc: out of memory for large-block metadata");
-        }
-        l.live_bytes += target_usable;
-        l.allocs += 1;
-    }
-    // The old block, emptied, is a freed block now.
-    free(p, 0);
-    Some(target)
 }
 
 /// Counters of the large-block layer.

@@ -463,44 +463,6 @@ pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mu
     true
 }
 
-/// Move the pages of `[old, old+len)` to `[target, target+len)` without copying
-/// (`mremap` with `MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP`, Linux 5.7+): the kernel
-/// moves the page tables, and the old range *stays mapped*, emptied (it reads as zero, and
-/// its guards around it stand). Whatever was mapped at the target range is replaced. False
-/// when the kernel cannot do it (no memory, a kernel without `MREMAP_DONTUNMAP`, or `old`
-/// not within one mapping); nothing changed then.
-///
-/// # Safety
-/// Both ranges must belong to this allocator, the target holding nothing live, and `old`
-/// holds one block's pages only.
-pub unsafe fn move_pages(old: *mut u8, len: usize, target: *mut u8) -> bool {
-    check_range(old, len);
-    check_range(target, len);
-    SYSCALLS.mremap.fetch_add(1, Relaxed);
-    let saved = errno();
-    // SAFETY: the caller guarantees both ranges are ours.
-    let p = unsafe {
-        libc::mremap(
-            old.cast(),
-            len,
-            len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
-            target,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        let e = errno();
-        set_errno(saved);
-        // EINVAL: a kernel before 5.7; EFAULT: see `remap_to`.
-        if matches!(e, libc::ENOMEM | libc::EAGAIN | libc::EFAULT | libc::EINVAL) {
-            return false;
-        }
-        fatal_errno("mapalloc: mremap failed unexpectedly", e);
-    }
-    set_errno(saved);
-    true
-}
-
 /// Whether default hardening is compiled in. Only the measurement build (cargo feature
 /// `unhardened`) turns it off: no guards, no live-block bitmap, no misuse checks.
 pub const HARDENED: bool = !cfg!(feature = "unhardened");
