@@ -309,6 +309,25 @@ impl Drop for PurgeBatch {
     }
 }
 
+/// `process_madvise(PIDFD_SELF, ranges, advice, 0)`: the bytes advised, or -1 with `errno`
+/// set (the callers keep their own fallbacks and counters).
+///
+/// # Safety
+/// Every range of `ranges` is ours and may take `advice`.
+unsafe fn madvise_ranges(ranges: &[libc::iovec], advice: libc::c_int) -> libc::c_long {
+    // SAFETY: per the contract; `ranges` is a valid iovec array for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            PIDFD_SELF,
+            ranges.as_ptr(),
+            ranges.len(),
+            advice,
+            0usize,
+        )
+    }
+}
+
 /// One `process_madvise(PIDFD_SELF, ranges, MADV_DONTNEED)`; false when the kernel refused
 /// it or advised only part (the caller then purges range by range: purging twice is
 /// harmless).
@@ -322,18 +341,8 @@ unsafe fn purge_vectored(ranges: &[libc::iovec]) -> bool {
     let total: usize = ranges.iter().map(|r| r.iov_len).sum();
     SYSCALLS.madvise.fetch_add(1, Relaxed);
     let saved = errno();
-    // SAFETY: the caller guarantees every range is ours and holds nothing live; `ranges` is a
-    // valid iovec array for the duration of the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_process_madvise,
-            PIDFD_SELF,
-            ranges.as_ptr(),
-            ranges.len(),
-            libc::MADV_DONTNEED,
-            0usize,
-        )
-    };
+    // SAFETY: the caller guarantees every range is ours and holds nothing live.
+    let r = unsafe { madvise_ranges(ranges, libc::MADV_DONTNEED) };
     if r < 0 && !matches!(errno(), libc::ENOMEM | libc::EAGAIN | libc::EINTR) {
         // ENOSYS, EBADF (no PIDFD_SELF), EINVAL or EPERM (advice not allowed): older kernels.
         VECTORED_PURGE.store(MARKERS_NO, Relaxed);
@@ -580,18 +589,8 @@ pub unsafe fn guard_many(ranges: &[libc::iovec]) -> bool {
         }
         SYSCALLS.madvise.fetch_add(1, Relaxed);
         let saved = errno();
-        // SAFETY: the caller guarantees every range is ours and holds nothing live; `ranges`
-        // is a valid iovec array for the duration of the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_process_madvise,
-                PIDFD_SELF,
-                ranges.as_ptr(),
-                ranges.len(),
-                MADV_GUARD_INSTALL,
-                0usize,
-            )
-        };
+        // SAFETY: the caller guarantees every range is ours and holds nothing live.
+        let r = unsafe { madvise_ranges(ranges, MADV_GUARD_INSTALL) };
         if r >= 0 && r as usize == total {
             VECTORED.store(MARKERS_YES, Relaxed);
             MARKERS.store(MARKERS_YES, Relaxed);
