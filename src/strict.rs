@@ -303,7 +303,9 @@ unsafe fn read_canary(p: *const u8, bs: usize) -> Option<usize> {
             let diff = ((hi as u128) << 64 | lo as u128) >> (8 * (16 - t));
             return (diff == 0).then_some(bs - t);
         }
-        if t != 0 && t < 255 {
+        // A tag larger than the block is corrupt (an overflow changed it): no read past the
+        // block's start.
+        if t != 0 && t < 255 && t <= bs {
             let n = bs - t;
             let w = pattern_word(key, n);
             let ok = (p.add(n) as *const u64).read_unaligned() == w
@@ -314,7 +316,8 @@ unsafe fn read_canary(p: *const u8, bs: usize) -> Option<usize> {
     }
 }
 
-/// [`read_canary`] for a zero tag (always corrupt) or slack of 255 bytes and more.
+/// [`read_canary`] for a zero tag or one larger than the block (always corrupt), or slack of
+/// 255 bytes and more.
 ///
 /// # Safety
 /// As for [`read_canary`].
@@ -1068,8 +1071,14 @@ mod tests {
     fn canary_round_trip() {
         let mut buf = [0u64; 128];
         let p = buf.as_mut_ptr() as *mut u8;
-        for bs in [16usize, 32, 48, 64, 192, 256, 272, 512, 1024] {
-            for n in 0..bs {
+        // Under Miri (CI), a few sizes and every third request: the full walk takes minutes.
+        let (sizes, step): (&[usize], usize) = if cfg!(miri) {
+            (&[16, 48, 272], 2)
+        } else {
+            (&[16, 32, 48, 64, 192, 256, 272, 512, 1024], 1)
+        };
+        for &bs in sizes {
+            for n in (0..bs).step_by(step) {
                 for fresh in [false, true] {
                     // SAFETY: the buffer holds 1024 bytes.
                     unsafe {
