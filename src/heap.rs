@@ -767,14 +767,7 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
                 free_slow(h, page);
             }
         } else {
-            let cls = slot((*page).class as usize);
-            if h as usize > DONE as usize {
-                bump(&(*h).frees[cls], 1);
-                bump(&(*h).remote_out[cls], 1);
-            } else {
-                HEAPLESS_FREES[cls].fetch_add(1, Ordering::Relaxed);
-            }
-            remote_free(page, b);
+            free_remote(h, page, b, 0);
         }
     }
 }
@@ -856,6 +849,21 @@ unsafe fn free_page_event(h: *mut Heap, page: *mut Page) {
     }
 }
 
+/// Whether a remote free has put `page` on its heap's notify stack (it stays there until the
+/// owner drains the stack, so the owner must not give it back meanwhile).
+///
+/// # Safety
+/// `page` is a page descriptor of ours (descriptors stay mapped for ever).
+unsafe fn on_notify_stack(page: *mut Page) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        (*page)
+            .full_state
+            .load(crate::sync::atomic::Ordering::Relaxed)
+            == NOTIFIED
+    }
+}
+
 /// The page a class keeps (see [`retire`]) when it is empty: the only page of queue `q`, with
 /// no block in use, and neither on the full list nor on the notify stack; else null.
 ///
@@ -869,10 +877,7 @@ unsafe fn kept_empty_page(q: &PageQueue) -> *mut Page {
             && q.last == page
             && (*page).used == 0
             && !(*page).in_full
-            && (*page)
-                .full_state
-                .load(crate::sync::atomic::Ordering::Relaxed)
-                != NOTIFIED
+            && !on_notify_stack(page)
         {
             page
         } else {
@@ -893,12 +898,7 @@ unsafe fn retire(h: *mut Heap, page: *mut Page) {
     // SAFETY: the caller owns `h` and the page, which is in its class queue and empty.
     unsafe {
         let q = &mut (*h).queues[slot((*page).class as usize)];
-        if (q.first == page && q.last == page)
-            || (*page)
-                .full_state
-                .load(crate::sync::atomic::Ordering::Relaxed)
-                == NOTIFIED
-        {
+        if (q.first == page && q.last == page) || on_notify_stack(page) {
             return;
         }
         queue_remove(q, page);
@@ -1103,11 +1103,7 @@ unsafe fn purge(h: *mut Heap, now: u64, all: bool) -> usize {
             while !page.is_null() {
                 let after = (*page).next;
                 collect(page);
-                let notified = (*page)
-                    .full_state
-                    .load(crate::sync::atomic::Ordering::Relaxed)
-                    == NOTIFIED;
-                if (*page).used == 0 && !notified {
+                if (*page).used == 0 && !on_notify_stack(page) {
                     let q = &mut (*h).queues[slot(c)];
                     if q.first != page || q.last != page {
                         queue_remove(q, page);
@@ -1196,12 +1192,7 @@ unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
             while !page.is_null() {
                 let next = (*page).next;
                 collect(page);
-                if (*page).used == 0
-                    && (*page)
-                        .full_state
-                        .load(crate::sync::atomic::Ordering::Relaxed)
-                        != NOTIFIED
-                {
+                if (*page).used == 0 && !on_notify_stack(page) {
                     queue_remove(&mut (*h).queues[slot(c)], page);
                     // Quiet: with a zero purge delay `give_back` would run `purge`, which
                     // walks and changes these queues under our feet; it runs below anyway.
@@ -1214,29 +1205,28 @@ unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
     }
 }
 
-/// Hand block `b` of `page` back to the page's owner (one CAS on its remote-free list).
+/// Hand block `b` of `page` back to the page's owner (one CAS on its remote-free list), its
+/// link stored XORed with `mask` (see `remote::push_block`; strict mode encodes it), and count
+/// the free in this thread's heap `h` (or, without one, in [`HEAPLESS_FREES`]).
 ///
 /// # Safety
-/// `b` is a live block of `page` (its bitmap bit is set) that the caller gives up.
+/// `b` is a live block of `page` (its bitmap bit is set) that the caller gives up; `h` is this
+/// thread's heap or a sentinel at or below `DONE`, and does not own the page.
 #[inline(never)]
-pub(crate) unsafe fn remote_free(page: *mut Page, b: *mut Block) {
-    // SAFETY: forwarded contract.
-    unsafe { remote_free_masked(page, b, 0) }
-}
-
-/// [`remote_free`] with the block's link stored XORed with `mask` (see
-/// `remote::push_block`).
-///
-/// # Safety
-/// As for [`remote_free`].
-pub(crate) unsafe fn remote_free_masked(page: *mut Page, b: *mut Block, mask: usize) {
-    // SAFETY: `b` is a live block of `page` (its bitmap bit is set), which the caller gives
-    // up; the page and its heap stay mapped for ever.
+pub(crate) unsafe fn free_remote(h: *mut Heap, page: *mut Page, b: *mut Block, mask: usize) {
+    // SAFETY: per the contract; the page and its heap stay mapped for ever.
     unsafe {
+        let cls = slot((*page).class as usize);
+        if h as usize > DONE as usize {
+            bump(&(*h).frees[cls], 1);
+            bump(&(*h).remote_out[cls], 1);
+        } else {
+            HEAPLESS_FREES[cls].fetch_add(1, Ordering::Relaxed);
+        }
         remote::push_block(&(*page).thread_free, b, mask);
         if remote::remote_should_notify(&(*page).full_state) {
-            let h = (*page).heap.load(Ordering::Acquire);
-            remote::push_notify(&(*h).notify, page, &(*page).notify_next);
+            let owner = (*page).heap.load(Ordering::Acquire);
+            remote::push_notify(&(*owner).notify, page, &(*page).notify_next);
         }
     }
 }

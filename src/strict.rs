@@ -815,35 +815,14 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
         clear(p, bs, n);
         let h = heap::tls_heap();
         if (*page).heap.load(Relaxed) != h {
-            free_remote(h, page, p);
+            // Its link is stored encoded, as on a free list: the owner splices the list whole.
+            heap::free_remote(h, page, p as *mut Block, encode(p as usize, 0));
             return;
         }
         // Freed from now on: a second free finds the bit clear.
         w.store(v & !bit, Relaxed);
         heap::bump(&(*h).frees[heap::slot((*page).class as usize)], 1);
         quarantine(h, page, p as usize, bs);
-    }
-}
-
-/// A checked and cleared block freed by a thread other than its page's owner (or by a thread
-/// without a heap): on the owner's remote-free list, which delays its reuse.
-///
-/// # Safety
-/// `p` is a live block of `page`, which `h` (this thread's heap, or a sentinel) does not own.
-#[inline(never)]
-unsafe fn free_remote(h: *mut Heap, page: *mut Page, p: *mut u8) {
-    // SAFETY: per the contract.
-    unsafe {
-        let cls = heap::slot((*page).class as usize);
-        if h as usize > DONE as usize {
-            heap::bump(&(*h).frees[cls], 1);
-            heap::bump(&(*h).remote_out[cls], 1);
-        } else {
-            heap::HEAPLESS_FREES[cls].fetch_add(1, Relaxed);
-        }
-        // The link is stored encoded, as on a free list: the owner splices the list whole.
-        let mask = encode(p as usize, 0);
-        heap::remote_free_masked(page, p as *mut Block, mask);
     }
 }
 

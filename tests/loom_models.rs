@@ -46,7 +46,7 @@ fn walk(mut b: *mut Block, out: &mut Vec<usize>) {
     }
 }
 
-/// A remote free as `heap::remote_free` does it: push the block, then notify if the page was
+/// A remote free as `heap::free_remote` does it: push the block, then notify if the page was
 /// full.
 fn remote_free(page: &Arc<Page>, stack: &AtomicPtr<Page>, b: usize) {
     // SAFETY: the block is the calling thread's to free; the page outlives the model.
