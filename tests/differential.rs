@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::{Gate, XorShift, check, check_zero, fill_range};
+use common::{Gate, XorShift, check, check_zero, env_u64, fill_range};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 use mapalloc::{MapAlloc, c_api};
@@ -65,23 +65,12 @@ struct Shadow {
 }
 
 fn seed_from_env() -> u64 {
-    match std::env::var("MAPALLOC_TEST_SEED") {
-        Ok(s) => {
-            let s = s.trim();
-            let v = if let Some(h) = s.strip_prefix("0x") {
-                u64::from_str_radix(h, 16)
-            } else {
-                s.parse()
-            };
-            v.unwrap_or_else(|_| panic!("MAPALLOC_TEST_SEED={s} is not a number"))
-        }
-        Err(_) => {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap();
-            t.as_nanos() as u64 ^ (std::process::id() as u64) << 40
-        }
-    }
+    env_u64("MAPALLOC_TEST_SEED").unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        t.as_nanos() as u64 ^ (std::process::id() as u64) << 40
+    })
 }
 
 fn duration_from_env(default: Duration) -> Duration {

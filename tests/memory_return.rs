@@ -3,6 +3,9 @@
 //! Every case runs this test binary again as a child process (so that RSS, counters and the
 //! environment are the case's own) and checks what the child reports.
 
+mod common;
+
+use common::{XorShift, resident_bytes};
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,26 +60,9 @@ fn child_entry() {
     }
 }
 
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let resident: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    resident * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Allocate and touch about `small` + `medium` bytes and `large` large blocks.
 fn fill(seed: u64, small: usize, medium: usize, large: usize) -> Vec<(*mut u8, Layout)> {
-    let mut rng = Rng(seed);
+    let mut rng = XorShift::new(seed);
     let mut blocks = Vec::with_capacity(small / 16 + medium / 1024 + large);
     let take = |size: usize, blocks: &mut Vec<(*mut u8, Layout)>| {
         let layout = Layout::from_size_align(size, 8).unwrap();
@@ -90,14 +76,14 @@ fn fill(seed: u64, small: usize, medium: usize, large: usize) -> Vec<(*mut u8, L
     };
     let mut got = 0;
     while got < small {
-        got += take(16 + rng.next() as usize % 1008, &mut blocks);
+        got += take(16 + rng.next_u64() as usize % 1008, &mut blocks);
     }
     got = 0;
     while got < medium {
-        got += take(1024 + rng.next() as usize % (255 * 1024), &mut blocks);
+        got += take(1024 + rng.next_u64() as usize % (255 * 1024), &mut blocks);
     }
     for _ in 0..large {
-        take(4 * MIB + rng.next() as usize % (8 * MIB), &mut blocks);
+        take(4 * MIB + rng.next_u64() as usize % (8 * MIB), &mut blocks);
     }
     blocks
 }
@@ -115,7 +101,7 @@ fn drain(blocks: Vec<(*mut u8, Layout)>) {
 
 fn rss_case() {
     let blocks = fill(1, 340 * MIB, 480 * MIB, 15);
-    let peak = rss_bytes();
+    let peak = resident_bytes();
     // A share on a thread that frees its blocks and exits (its heap is abandoned).
     std::thread::spawn(|| drain(fill(2, 60 * MIB, 60 * MIB, 2)))
         .join()
@@ -126,10 +112,10 @@ fn rss_case() {
         let v = vec![i as u8; 32 + i];
         std::hint::black_box(&v);
     }
-    let idle = rss_bytes();
+    let idle = resident_bytes();
     drain(fill(3, 32 * MIB, 32 * MIB, 0));
     let released = mapalloc::trim();
-    let after_trim = rss_bytes();
+    let after_trim = resident_bytes();
     println!(
         "\npeak {} MiB, idle {} MiB, trim released {} MiB, then {} MiB",
         peak / MIB,

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{XorShift, check, fill};
+use common::{XorShift, check, fill, resident_bytes};
 use core::alloc::{GlobalAlloc, Layout};
 use mapalloc::MapAlloc;
 use std::sync::mpsc;
@@ -26,13 +26,6 @@ const ROUND_VOLUME: usize = PRODUCERS * BLOCKS_PER_ROUND * 4096;
 /// Allowed growth between the end of the warm-up and the end: a few rounds' worth. Leaking
 /// every remote free would grow by `(ROUNDS - WARM_ROUNDS) * ROUND_VOLUME`, about 860 MiB.
 const ALLOWED_GROWTH: usize = 4 * ROUND_VOLUME;
-
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
-}
 
 struct Block {
     addr: usize,

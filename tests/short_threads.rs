@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{XorShift, check, fill};
-use core::alloc::{GlobalAlloc, Layout};
+use common::{Block, XorShift, alloc_block, check_and_free};
 use mapalloc::MapAlloc;
 use std::sync::Barrier;
 use std::thread;
@@ -17,42 +16,11 @@ const THREADS: usize = 500;
 const WAVE: usize = 25;
 const BLOCKS_PER_THREAD: usize = 40;
 
-struct Block {
-    addr: usize,
-    size: usize,
-    seed: u64,
-}
-
-fn layout(size: usize) -> Layout {
-    Layout::from_size_align(size, 8).unwrap()
-}
-
 fn random_size(rng: &mut XorShift) -> usize {
     if rng.range(0, 49) == 0 {
         rng.range(64 << 10, 512 << 10)
     } else {
         rng.log_size(16 << 10)
-    }
-}
-
-fn alloc_block(size: usize, seed: u64) -> Block {
-    // SAFETY: non-zero size.
-    let p = unsafe { MapAlloc.alloc(layout(size)) };
-    assert!(!p.is_null(), "alloc {size}");
-    // SAFETY: `p` is a live block of `size` bytes.
-    unsafe { fill(p, size, seed) };
-    Block {
-        addr: p as usize,
-        size,
-        seed,
-    }
-}
-
-fn check_and_free(b: Block, what: &str) {
-    // SAFETY: the block is live, `size` bytes, filled with the pattern of `seed`.
-    unsafe {
-        check(b.addr as *const u8, b.size, b.seed, what);
-        MapAlloc.dealloc(b.addr as *mut u8, layout(b.size));
     }
 }
 

@@ -19,8 +19,10 @@
 
 mod common;
 
-use common::{XorShift, check, fill_range};
-use core::alloc::{GlobalAlloc, Layout};
+use common::{
+    Block, XorShift, alloc_block, block_layout, check, env_u64, fill_range, resident_bytes,
+};
+use core::alloc::GlobalAlloc;
 use mapalloc::MapAlloc;
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -36,42 +38,6 @@ const SLOTS: usize = 4;
 const LOCAL_MAX: usize = 400;
 const EXCHANGE_MAX: usize = 3000;
 
-struct Block {
-    addr: usize,
-    size: usize,
-    seed: u64,
-}
-
-// SAFETY: a block is plain memory owned by whoever holds the `Block`.
-unsafe impl Send for Block {}
-
-fn layout(size: usize) -> Layout {
-    Layout::from_size_align(size, 16).unwrap()
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let s = std::env::var(name).ok()?;
-    let s = s.trim();
-    Some(
-        match s.strip_prefix("0x") {
-            Some(h) => u64::from_str_radix(h, 16),
-            None => s.parse(),
-        }
-        .unwrap_or_else(|_| panic!("{name}={s} is not a number")),
-    )
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("statm's second field");
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
-
 struct Shared {
     run_seed: u64,
     exchange: Mutex<VecDeque<Block>>,
@@ -83,16 +49,7 @@ struct Shared {
 
 impl Shared {
     fn alloc(&self, size: usize, seed: u64) -> Block {
-        // SAFETY: non-zero size.
-        let p = unsafe { MapAlloc.alloc(layout(size)) };
-        assert!(!p.is_null(), "alloc({size}) failed");
-        // SAFETY: `p` holds `size` bytes.
-        unsafe { fill_range(p, 0, size, seed) };
-        Block {
-            addr: p as usize,
-            size,
-            seed,
-        }
+        alloc_block(size, seed)
     }
 
     fn check(&self, b: &Block, what: &str) {
@@ -112,13 +69,13 @@ impl Shared {
     fn free(&self, b: Block, what: &str) {
         self.check(&b, what);
         // SAFETY: live block allocated with this layout.
-        unsafe { MapAlloc.dealloc(b.addr as *mut u8, layout(b.size)) };
+        unsafe { MapAlloc.dealloc(b.addr as *mut u8, block_layout(b.size)) };
     }
 
     fn realloc(&self, b: Block, new_size: usize) -> Block {
         self.check(&b, "before realloc");
         // SAFETY: live block allocated with this layout; non-zero new size.
-        let q = unsafe { MapAlloc.realloc(b.addr as *mut u8, layout(b.size), new_size) };
+        let q = unsafe { MapAlloc.realloc(b.addr as *mut u8, block_layout(b.size), new_size) };
         assert!(!q.is_null(), "realloc to {new_size} failed");
         let keep = b.size.min(new_size);
         // SAFETY: realloc kept `keep` bytes; the block holds `new_size`.
@@ -268,7 +225,7 @@ fn soak() {
         }
         while start.elapsed() < dur {
             std::thread::sleep(Duration::from_millis(100));
-            samples.push((start.elapsed().as_secs_f64(), resident_bytes()));
+            samples.push((start.elapsed().as_secs_f64(), resident_bytes() as u64));
         }
         sh.stop.store(true, Ordering::Relaxed);
     });

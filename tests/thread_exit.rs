@@ -17,8 +17,7 @@
 
 mod common;
 
-use common::{XorShift, check, fill};
-use core::alloc::{GlobalAlloc, Layout};
+use common::{Block, XorShift, alloc_block, check_and_free};
 use mapalloc::MapAlloc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -45,38 +44,6 @@ fn small_live_settles_at(want: u64) -> u64 {
         thread::sleep(std::time::Duration::from_millis(10));
     }
     got
-}
-
-fn layout(size: usize) -> Layout {
-    Layout::from_size_align(size, 16).unwrap()
-}
-
-/// A block allocated through the global allocator and filled with its seed's pattern.
-struct Block {
-    addr: usize,
-    size: usize,
-    seed: u64,
-}
-
-fn alloc_block(size: usize, seed: u64) -> Block {
-    // SAFETY: non-zero size.
-    let p = unsafe { MapAlloc.alloc(layout(size)) };
-    assert!(!p.is_null(), "alloc {size}");
-    // SAFETY: `p` is a live block of `size` bytes.
-    unsafe { fill(p, size, seed) };
-    Block {
-        addr: p as usize,
-        size,
-        seed,
-    }
-}
-
-fn check_and_free(b: Block, what: &str) {
-    // SAFETY: the block is live, `size` bytes, filled with the pattern of `seed`.
-    unsafe {
-        check(b.addr as *const u8, b.size, b.seed, what);
-        MapAlloc.dealloc(b.addr as *mut u8, layout(b.size));
-    }
 }
 
 /// A pthread key whose destructor re-arms itself until `rounds_to_arm` rounds have passed,

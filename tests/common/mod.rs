@@ -9,6 +9,8 @@
 // Each test binary uses only some of these helpers.
 #![allow(dead_code)]
 
+use core::alloc::{GlobalAlloc, Layout};
+use mapalloc::MapAlloc;
 use std::sync::OnceLock;
 
 pub mod preload;
@@ -196,4 +198,68 @@ impl Drop for GateGuard<'_> {
             self.0.cv.notify_all();
         }
     }
+}
+
+/// A block allocated from `MapAlloc` and filled with the pattern of its seed.
+pub struct Block {
+    pub addr: usize,
+    pub size: usize,
+    pub seed: u64,
+}
+
+// SAFETY: a block is plain memory owned by whoever holds the `Block`.
+unsafe impl Send for Block {}
+
+/// The layout blocks are allocated with: 16-byte aligned (mapalloc's minimum alignment).
+pub fn block_layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 16).unwrap()
+}
+
+/// Allocate `size` bytes from `MapAlloc` (panics on failure) and fill them from `seed`.
+pub fn alloc_block(size: usize, seed: u64) -> Block {
+    // SAFETY: non-zero size.
+    let p = unsafe { MapAlloc.alloc(block_layout(size)) };
+    assert!(!p.is_null(), "alloc {size}");
+    // SAFETY: `p` is a live block of `size` bytes.
+    unsafe { fill(p, size, seed) };
+    Block {
+        addr: p as usize,
+        size,
+        seed,
+    }
+}
+
+/// Check a block's pattern (panicking with `what`) and free it.
+pub fn check_and_free(b: Block, what: &str) {
+    // SAFETY: the block is live, `size` bytes, filled with the pattern of `seed`.
+    unsafe {
+        check(b.addr as *const u8, b.size, b.seed, what);
+        MapAlloc.dealloc(b.addr as *mut u8, block_layout(b.size));
+    }
+}
+
+/// The environment variable `name` as a number (decimal, or hex with `0x`); `None` when it is
+/// not set. Panics on a value that is not a number.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let s = std::env::var(name).ok()?;
+    let s = s.trim();
+    Some(
+        match s.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => s.parse(),
+        }
+        .unwrap_or_else(|_| panic!("{name}={s} is not a number")),
+    )
+}
+
+/// This process's resident set, in bytes (`/proc/self/statm`).
+pub fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("statm's second field");
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
 }
