@@ -8,7 +8,7 @@
 //! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
 //! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked: when popped it must be null or a block start inside the page's carved part, and the block it names must still be free when it is handed out, else `mapalloc: corrupted free list in page at 0x...`; other threads' frees reach the owner with their links already encoded |
 //! | delayed reuse | a freed block waits in its heap's quarantine (FIFO, at most [`QUARANTINE_BLOCKS`] blocks and [`QUARANTINE_BYTES`]) before it returns to a free list; its live bit is cleared at once, so a second free is still a double free |
-//! | zero on free | the requested bytes (up to [`ZERO_LIMIT`]) and the canary are cleared on free; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
+//! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one, its first `ZERO_LIMIT` bytes and its canary; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
 //! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
 //!
@@ -45,10 +45,10 @@ pub const CANARY_SPAN: usize = 16;
 /// Guard pages strict mode adds in all (each may split a mapping in three; the kernel's
 /// default `vm.max_map_count` is 65530).
 pub const GUARD_BUDGET: usize = 8192;
-/// Bytes of a freed size-class block that are cleared: the first `ZERO_LIMIT` requested bytes
-/// (and the canary). Clearing every byte of big blocks cost 7x on the `mixed` workload, whose
-/// blocks up to 64 KiB are written one byte per 4 KiB; purging them (`MADV_DONTNEED`) cost
-/// more still (a syscall and a fault per page on reuse).
+/// Size-class blocks up to this size are cleared whole when freed; of bigger ones, the first
+/// `ZERO_LIMIT` bytes and the canary. Clearing every byte of big blocks cost 7x on the
+/// `mixed` workload, whose blocks up to 64 KiB are written one byte per 4 KiB; purging them
+/// (`MADV_DONTNEED`) cost more still (a syscall and a fault per page on reuse).
 pub const ZERO_LIMIT: usize = 4096;
 /// Most blocks shuffled into a free list at once (a power of two).
 const SHUFFLE_MAX: usize = 256;
@@ -283,7 +283,38 @@ unsafe fn write_canary_fresh(p: *mut u8, bs: usize, n: usize) {
     }
 }
 
+/// `x`, hidden from the optimiser: it cannot branch on a value it knows nothing of.
+#[inline(always)]
+fn opaque(mut x: usize) -> usize {
+    #[cfg(all(not(miri), any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: an empty instruction sequence that leaves the register as it is.
+    unsafe {
+        core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
+    }
+    x
+}
+
+/// The 16-byte canary window of a block of `bs` bytes with slack `s` (1..=254): its offset,
+/// the tag bits in its second word (the top byte when the window ends at the block's end,
+/// that is for `s <= 16`), and how many requested bytes it starts with. Computed with masks,
+/// not branches: on `free` the slack comes from a tag that is often still on its way from
+/// memory, and a mispredicted branch on it cost more than the rest of the check.
+#[inline(always)]
+fn window(bs: usize, s: usize) -> (usize, u64, usize) {
+    debug_assert!((1..255).contains(&s) && s <= bs && bs >= 16);
+    // All ones when s <= 16; opaque, or the compiler splits the code on it again.
+    let short = opaque(((s as isize - 17) >> (isize::BITS - 1)) as usize);
+    let user = 16usize.wrapping_sub(s) & short;
+    let tag = ((s as u64) << 56) & short as u64;
+    (bs - s - user, tag, user)
+}
+
 /// The requested size of the block of `bs` bytes at `p`, if its slack is intact.
+///
+/// The block is usually cold when it is freed, so the tag arrives late: apart from the rare
+/// long forms, nothing branches on it. Both short forms are one 16-byte window compared with
+/// its expected pattern (the block's last 16 bytes for slack up to 16, with the requested
+/// bytes among them shifted out; else the 16 bytes at the requested size).
 ///
 /// # Safety
 /// `p` is a live block of ours of `bs >= 16` bytes (a multiple of 8).
@@ -294,30 +325,23 @@ unsafe fn read_canary(p: *const u8, bs: usize) -> Option<usize> {
     // SAFETY: every offset read is below `bs`.
     unsafe {
         let t = (*p.add(bs - 1) ^ pattern(key, bs - 1)) as usize;
-        if t.wrapping_sub(1) < 16 {
-            // Slack of 1..=16 bytes: the last 16 bytes hold the requested bytes' tail, then
-            // the pattern, then the tag; compare them as one 128-bit word, the requested
-            // bytes shifted out.
-            let lo = (p.add(bs - 16) as *const u64).read_unaligned() ^ key;
-            let hi = (p.add(bs - 8) as *const u64).read_unaligned() ^ key ^ ((t as u64) << 56);
-            let diff = ((hi as u128) << 64 | lo as u128) >> (8 * (16 - t));
-            return (diff == 0).then_some(bs - t);
+        // A zero tag, or one larger than the block (an overflow changed it), is corrupt: no
+        // read past the block's start. 255 marks the long form. (One compare: the bound is
+        // known before the tag arrives.)
+        if t.wrapping_sub(1) >= bs.min(254) {
+            return read_canary_long(p, bs, t, key);
         }
-        // A tag larger than the block is corrupt (an overflow changed it): no read past the
-        // block's start.
-        if t != 0 && t < 255 && t <= bs {
-            let n = bs - t;
-            let w = pattern_word(key, n);
-            let ok = (p.add(n) as *const u64).read_unaligned() == w
-                && (p.add(n + 8) as *const u64).read_unaligned() == w;
-            return ok.then_some(n);
-        }
-        read_canary_long(p, bs, t, key)
+        let (a, tag, user) = window(bs, t);
+        let lo = (p.add(a) as *const u64).read_unaligned() ^ pattern_word(key, a);
+        let hi = (p.add(a + 8) as *const u64).read_unaligned() ^ pattern_word(key, a + 8) ^ tag;
+        // The window's requested bytes (slack below 16) are shifted out.
+        let diff = ((hi as u128) << 64 | lo as u128) >> (8 * user);
+        (diff == 0).then_some(bs - t)
     }
 }
 
 /// [`read_canary`] for a zero tag or one larger than the block (always corrupt), or slack of
-/// 255 bytes and more.
+/// 255 bytes and more (tag 255).
 ///
 /// # Safety
 /// As for [`read_canary`].
@@ -345,52 +369,70 @@ fn overflow(p: usize) -> ! {
     os::fatal_ptr("heap overflow past the end of the block at", p)
 }
 
-/// Clear the first `n` bytes (at most [`ZERO_LIMIT`]) and the slack's canary and tag of the
-/// block of `bs` bytes at `p`: afterwards a block of up to `ZERO_LIMIT` bytes reads as zero
-/// (unless something wrote beyond the canary).
+/// Clear a freed block of `bs` bytes at `p` holding `n` requested bytes: the whole block when
+/// it has at most [`ZERO_LIMIT`] bytes, else its first `ZERO_LIMIT` bytes and the canary and
+/// tag of its slack. Afterwards a block of up to `ZERO_LIMIT` bytes reads as zero (unless
+/// something wrote beyond the canary). The common case depends on the block size only, not
+/// on `n`, which comes from the block's (often cold) tag.
 ///
 /// # Safety
-/// `p` is a block of ours of `bs` bytes (a multiple of 16) that the caller gives up, `n` its
-/// requested size.
+/// `p` is a block of ours of `bs` bytes (a multiple of 16, 16-byte aligned) that the caller
+/// gives up, `n` its requested size.
 #[inline(always)]
 unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
-    let s = bs - n;
     // SAFETY: per the contract, all within the block.
     unsafe {
-        if s <= 16 && bs <= 64 {
-            // Data, canary and tag are the whole block: a few stores, no call.
+        if bs <= 64 {
+            // A few stores, no call.
             zero_small(p, bs);
-        } else if s <= 16 && n <= ZERO_LIMIT {
+        } else if bs <= ZERO_LIMIT {
             ptr::write_bytes(p, 0, bs);
         } else {
-            let tl = tag_len(s);
-            let end = (n + CANARY_SPAN).min(bs);
-            if n <= ZERO_LIMIT {
-                ptr::write_bytes(p, 0, end);
-            } else {
-                ptr::write_bytes(p, 0, ZERO_LIMIT);
-                ptr::write_bytes(p.add(n), 0, end - n);
-            }
-            if bs - tl >= end {
-                ptr::write_bytes(p.add(bs - tl), 0, tl);
-            }
+            clear_big(p, bs, n);
         }
     }
 }
 
-/// Zero the `len` bytes at `p` (`len` a multiple of 16, at most 64) with 16-byte stores. The
-/// stores are volatile so that the compiler does not turn them back into a `memset` call.
+/// [`clear`] for a block of more than [`ZERO_LIMIT`] bytes.
+///
+/// # Safety
+/// As for [`clear`].
+#[inline(never)]
+unsafe fn clear_big(p: *mut u8, bs: usize, n: usize) {
+    let tl = tag_len(bs - n);
+    let end = (n + CANARY_SPAN).min(bs);
+    // SAFETY: per the contract, all within the block.
+    unsafe {
+        ptr::write_bytes(p, 0, n.min(ZERO_LIMIT));
+        ptr::write_bytes(p.add(n), 0, end - n);
+        if bs - tl >= end {
+            ptr::write_bytes(p.add(bs - tl), 0, tl);
+        }
+    }
+}
+
+/// Zero the `len` bytes at `p` (`len` 16, 32, 48 or 64) with 16-byte stores, overlapping
+/// where `len` is 48, with one branch. The stores are volatile so that the compiler does not
+/// turn them back into a `memset` call.
 ///
 /// # Safety
 /// `[p, p + len)` is writable and 16-byte aligned.
 #[inline(always)]
 unsafe fn zero_small(p: *mut u8, len: usize) {
-    debug_assert!(len % 16 == 0 && len <= 64 && p as usize % 16 == 0);
-    let q = p as *mut u128;
-    // SAFETY: per the contract; the index stays below len / 16.
+    debug_assert!(len % 16 == 0 && (16..=64).contains(&len) && p as usize % 16 == 0);
+    #[cfg(target_arch = "x86_64")]
+    type Chunk = core::arch::x86_64::__m128i;
+    #[cfg(not(target_arch = "x86_64"))]
+    type Chunk = u128;
+    // SAFETY: all-zero bits are a valid value of either type.
+    let zero: Chunk = unsafe { core::mem::zeroed() };
+    // SAFETY: per the contract, every store lies in [p, p + len) and is 16-byte aligned.
     unsafe {
-        for i in 0..len / 16 {
-            q.add(i).write_volatile(0);
+        (p as *mut Chunk).write_volatile(zero);
+        (p.add(len - 16) as *mut Chunk).write_volatile(zero);
+        if len > 32 {
+            (p.add(16) as *mut Chunk).write_volatile(zero);
+            (p.add(len - 32) as *mut Chunk).write_volatile(zero);
         }
     }
 }
@@ -1092,6 +1134,9 @@ mod tests {
                         assert!((0..n.min(ZERO_LIMIT)).all(|i| *p.add(i) == 0));
                         assert!((n..(n + CANARY_SPAN).min(bs)).all(|i| *p.add(i) == 0));
                         assert_eq!(*p.add(bs - 1), 0, "tag cleared bs {bs} n {n}");
+                        if bs <= ZERO_LIMIT {
+                            assert!((0..bs).all(|i| *p.add(i) == 0), "whole bs {bs} n {n}");
+                        }
                     }
                 }
             }
