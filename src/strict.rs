@@ -8,7 +8,7 @@
 //! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
 //! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked: when popped it must be null or a block start inside the page's carved part, and the block it names must still be free when it is handed out, else `mapalloc: corrupted free list in page at 0x...`; other threads' frees reach the owner with their links already encoded |
 //! | delayed reuse | a freed block waits in its heap's quarantine (FIFO, at most [`QUARANTINE_BLOCKS`] blocks and [`QUARANTINE_BYTES`]) before it returns to a free list; its live bit is cleared at once, so a second free is still a double free |
-//! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one, its first `ZERO_LIMIT` bytes and its canary; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
+//! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one (large blocks too), its first `ZERO_LIMIT` bytes and its canary; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
 //! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
 //!
@@ -883,12 +883,16 @@ fn free_large(p: *mut u8, size: usize) {
     if size > n {
         sized_too_large(p as usize);
     }
-    // The block becomes inaccessible while it waits in the large-block cache (a use after
-    // free faults); a reuse opens it again (`reopen_large`). Its pages stay resident, so a
-    // reuse costs two `mprotect`s instead of a fault per page. When the mapping cannot be
-    // split (vm.max_map_count), the pages are purged instead: they read as zero.
-    // SAFETY: the caller gives the whole block up; it is page-aligned and page-granular.
+    // Cleared as a big size-class block is (its first ZERO_LIMIT bytes and the canary), so
+    // that a reuse does not hand them to the next owner. Then the block becomes inaccessible
+    // while it waits in the large-block cache (a use after free faults); a reuse opens it
+    // again (`reopen_large`). Its pages stay resident, so a reuse costs two `mprotect`s
+    // instead of a fault per page. When the mapping cannot be split (vm.max_map_count), the
+    // pages are purged instead: they read as zero.
+    // SAFETY: the caller gives the whole block up; it is page-aligned and page-granular, and
+    // larger than ZERO_LIMIT.
     unsafe {
+        clear_big(p, usable, n);
         if !os::protect_none(p, usable) {
             os::purge(p, usable);
         }

@@ -43,12 +43,35 @@ static void freed_reads_zero(void) {
         CHECK(p != NULL, "malloc(%zu)", n);
         memset(p, 0xA5, n);
         volatile unsigned char *v = launder(p);
+        /* The stores must happen although free follows. */
+        __asm__ volatile("" : : "r"(p) : "memory");
         free(p);
         size_t bad = 0;
         for (size_t i = 0; i < n; i++)
             bad += v[i] != 0;
         CHECK(bad == 0, "%zu of %zu bytes of a freed block are not zero", bad, n);
     }
+}
+
+/* A large block taken again from the cache does not show its last owner's first 4 KiB (the
+ * part of every freed block that is cleared), nor its canary. */
+static void large_reuse_reads_zero(void) {
+    enum { N = 1 << 20, CLEARED = 4096 };
+    unsigned char *p = malloc(N);
+    CHECK(p != NULL, "malloc(%d)", N);
+    memset(p, 0xA5, 2 * CLEARED);
+    memset(p + N - 64, 0xA5, 64);
+    /* The stores must happen although free follows. */
+    __asm__ volatile("" : : "r"(p) : "memory");
+    free(p);
+    unsigned char *q = malloc(N);
+    CHECK(q != NULL, "malloc(%d) again", N);
+    size_t bad = 0;
+    for (size_t i = 0; i < CLEARED; i++)
+        bad += q[i] != 0;
+    CHECK(bad == 0, "%zu of the first %d bytes of a reused large block are not zero%s", bad,
+          CLEARED, q == p ? " (same block)" : "");
+    free(q);
 }
 
 /* Reuse is delayed: a freed block is not handed out by the next 200 mallocs of its size. */
@@ -179,6 +202,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "props") != 0)
         return run_case(argv[1]);
     freed_reads_zero();
+    large_reuse_reads_zero();
     reuse_delayed();
     order_random();
     usable_is_requested();
