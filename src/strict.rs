@@ -7,7 +7,7 @@
 //! |---|---|
 //! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
 //! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked: when popped it must be null or a block start inside the page's carved part, and the block it names must still be free when it is handed out, else `mapalloc: corrupted free list in page at 0x...`; other threads' frees reach the owner with their links already encoded |
-//! | delayed reuse | a freed block waits in its heap's quarantine (FIFO, at most [`QUARANTINE_BLOCKS`] blocks and [`QUARANTINE_BYTES`]) before it returns to a free list; its live bit is cleared at once, so a second free is still a double free |
+//! | delayed reuse | a freed block waits in its heap's quarantine before it returns to a free list: a block of up to [`QUARANTINE_SMALL`] bytes until [`QUARANTINE_BLOCKS`] more such blocks were freed (a ring), a bigger one in a FIFO of at most [`QUARANTINE_BIG_BLOCKS`] blocks and [`QUARANTINE_BYTES`]; its live bit is cleared at once, so a second free is still a double free |
 //! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one (large blocks too), its first `ZERO_LIMIT` bytes and its canary; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
 //! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
@@ -36,10 +36,18 @@ use crate::segment::{self, Page, Segment};
 use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
 use crate::{large, os};
 
-/// Blocks a heap's quarantine holds at most.
+/// Blocks of up to [`QUARANTINE_SMALL`] bytes a heap's quarantine holds: the last this many
+/// such frees (at most 1 MiB).
 pub const QUARANTINE_BLOCKS: usize = 256;
-/// Bytes (block sizes) a heap's quarantine holds at most.
+/// Blocks up to this size go through the quarantine's ring of [`QUARANTINE_BLOCKS`] slots.
+pub const QUARANTINE_SMALL: usize = 4096;
+/// Bigger blocks wait in a second FIFO of at most [`QUARANTINE_BIG_BLOCKS`] blocks and this
+/// many bytes (block sizes).
 pub const QUARANTINE_BYTES: usize = 1 << 20;
+/// See [`QUARANTINE_BYTES`].
+pub const QUARANTINE_BIG_BLOCKS: usize = 64;
+const _: () =
+    assert!(QUARANTINE_BLOCKS.is_power_of_two() && QUARANTINE_BIG_BLOCKS.is_power_of_two());
 /// Pattern bytes written after the requested bytes (at most; fewer when the slack is short).
 pub const CANARY_SPAN: usize = 16;
 /// Guard pages strict mode adds in all (each may split a mapping in three; the kernel's
@@ -96,13 +104,19 @@ fn pattern(key: u64, o: usize) -> u8 {
 /// A heap's strict-mode state, mapped on first use and kept as long as the heap (for ever).
 #[repr(C)]
 pub struct HeapState {
-    /// Quarantined blocks, oldest at `head`, and their pages (kept so that a block leaves
-    /// without a lookup through its segment's header).
+    /// Quarantined blocks of up to [`QUARANTINE_SMALL`] bytes and their pages (kept so that a
+    /// block leaves without a lookup through its segment's header): a ring that is full once
+    /// it has wrapped, so a free puts its block at `pos` and releases the one it replaces
+    /// (0: none yet).
     ring: [usize; QUARANTINE_BLOCKS],
     pages: [*mut Page; QUARANTINE_BLOCKS],
-    head: usize,
-    len: usize,
-    bytes: usize,
+    pos: usize,
+    /// Bigger blocks: a FIFO, oldest at `big_head`, bounded by count and bytes.
+    big: [usize; QUARANTINE_BIG_BLOCKS],
+    big_pages: [*mut Page; QUARANTINE_BIG_BLOCKS],
+    big_head: usize,
+    big_len: usize,
+    big_bytes: usize,
     /// xorshift64* state for shuffling.
     rng: u64,
 }
@@ -656,38 +670,29 @@ unsafe fn release_block(h: *mut Heap, page: *mut Page, b: usize) -> usize {
     }
 }
 
-/// Take the oldest block out of the quarantine and return it to its page.
+/// Take the oldest block out of the quarantine's FIFO of big blocks and return it to its
+/// page.
 ///
 /// # Safety
-/// `q` is `h`'s quarantine, not empty; the calling thread owns `h`.
-#[inline(always)]
-unsafe fn evict(h: *mut Heap, q: &mut HeapState) {
-    const MASK: usize = QUARANTINE_BLOCKS - 1;
-    let i = q.head & MASK;
-    let (old, page) = (q.ring[i], q.pages[i]);
-    q.head = (i + 1) & MASK;
-    q.len -= 1;
-    // The blocks leave in order and were last touched long ago: start loading the one that
-    // leaves a few frees from now (its link is written then), and its page's descriptor.
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults.
-    unsafe {
-        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch(q.ring[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
-        _mm_prefetch(q.pages[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
-    }
+/// `q` is `h`'s quarantine, its big FIFO not empty; the calling thread owns `h`.
+unsafe fn evict_big(h: *mut Heap, q: &mut HeapState) {
+    const MASK: usize = QUARANTINE_BIG_BLOCKS - 1;
+    let i = q.big_head & MASK;
+    let (old, page) = (q.big[i], q.big_pages[i]);
+    q.big_head = (i + 1) & MASK;
+    q.big_len -= 1;
     // SAFETY: per the contract, a quarantined block of `h`'s.
-    q.bytes -= unsafe { release_block(h, page, old) };
+    q.big_bytes -= unsafe { release_block(h, page, old) };
 }
 
-/// Quarantine the block `b` of `page`, `bs` bytes, freed by the owner of its page; the oldest
-/// blocks leave the quarantine to keep it within its bounds.
+/// Quarantine the block `b` of `page`, `bs` bytes, freed by the owner of its page; the block
+/// it displaces (the oldest) returns to its page.
 ///
 /// # Safety
 /// As for [`release_block`].
 #[inline(always)]
 unsafe fn quarantine(h: *mut Heap, page: *mut Page, b: usize, bs: usize) {
-    const _: () = assert!(QUARANTINE_BLOCKS.is_power_of_two());
+    const MASK: usize = QUARANTINE_BLOCKS - 1;
     // SAFETY: per the contract; the state is `h`'s own.
     unsafe {
         let st = state(h);
@@ -696,18 +701,51 @@ unsafe fn quarantine(h: *mut Heap, page: *mut Page, b: usize, bs: usize) {
             return;
         }
         let q = &mut *st;
-        if q.len == QUARANTINE_BLOCKS {
-            evict(h, q);
+        if bs > QUARANTINE_SMALL {
+            quarantine_big(h, q, page, b, bs);
+            return;
         }
-        while q.len > 0 && q.bytes + bs > QUARANTINE_BYTES {
-            evict(h, q);
-        }
-        let i = (q.head + q.len) & (QUARANTINE_BLOCKS - 1);
+        let i = q.pos & MASK;
+        let (old, old_page) = (q.ring[i], q.pages[i]);
         q.ring[i] = b;
         q.pages[i] = page;
-        q.len += 1;
-        q.bytes += bs;
+        q.pos = (i + 1) & MASK;
+        // The blocks leave in order and were last touched long ago: start loading the one
+        // that leaves a few frees from now (its link is written then), and its page's
+        // descriptor.
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            // SAFETY: a prefetch never faults.
+            _mm_prefetch(q.ring[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
+            _mm_prefetch(q.pages[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
+        }
+        if old != 0 {
+            release_block(h, old_page, old);
+        }
     }
+}
+
+/// [`quarantine`] for a block of more than [`QUARANTINE_SMALL`] bytes: the oldest big blocks
+/// leave to keep the FIFO within its bounds.
+///
+/// # Safety
+/// As for [`release_block`]; `q` is `h`'s quarantine.
+#[inline(never)]
+unsafe fn quarantine_big(h: *mut Heap, q: &mut HeapState, page: *mut Page, b: usize, bs: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        while q.big_len == QUARANTINE_BIG_BLOCKS
+            || (q.big_len > 0 && q.big_bytes + bs > QUARANTINE_BYTES)
+        {
+            evict_big(h, q);
+        }
+    }
+    let i = (q.big_head + q.big_len) & (QUARANTINE_BIG_BLOCKS - 1);
+    q.big[i] = b;
+    q.big_pages[i] = page;
+    q.big_len += 1;
+    q.big_bytes += bs;
 }
 
 /// Empty `h`'s quarantine into the free lists (before `malloc_trim` purges).
@@ -723,8 +761,14 @@ pub unsafe fn flush_quarantine(h: *mut Heap) {
             return;
         }
         let q = &mut *st;
-        while q.len > 0 {
-            evict(h, q);
+        for i in 0..QUARANTINE_BLOCKS {
+            let b = core::mem::replace(&mut q.ring[i], 0);
+            if b != 0 {
+                release_block(h, q.pages[i], b);
+            }
+        }
+        while q.big_len > 0 {
+            evict_big(h, q);
         }
     }
 }

@@ -61,15 +61,18 @@ fn run_case(case: &str) {
 unsafe fn properties() {
     // SAFETY: plain correct uses of the allocator.
     unsafe {
-        let p = MapAlloc.alloc(layout(100));
-        MapAlloc.dealloc(p, layout(100));
-        let next: Vec<*mut u8> = (0..200).map(|_| MapAlloc.alloc(layout(100))).collect();
-        assert!(
-            !next.contains(&p),
-            "a freed block came back within 200 allocations"
-        );
-        for q in next {
-            MapAlloc.dealloc(q, layout(100));
+        // Small blocks wait in the ring, bigger ones in the FIFO bounded by bytes.
+        for n in [100, 8000] {
+            let p = MapAlloc.alloc(layout(n));
+            MapAlloc.dealloc(p, layout(n));
+            let next: Vec<*mut u8> = (0..60).map(|_| MapAlloc.alloc(layout(n))).collect();
+            assert!(
+                !next.contains(&p),
+                "a freed block of {n} bytes came back within 60 allocations"
+            );
+            for q in next {
+                MapAlloc.dealloc(q, layout(n));
+            }
         }
 
         let blocks: Vec<*mut u8> = (0..64).map(|_| MapAlloc.alloc(layout(700))).collect();
