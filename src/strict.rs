@@ -346,8 +346,10 @@ unsafe fn read_canary(p: *const u8, bs: usize) -> Option<usize> {
             return read_canary_long(p, bs, t, key);
         }
         let (a, tag, user) = window(bs, t);
-        let lo = (p.add(a) as *const u64).read_unaligned() ^ pattern_word(key, a);
-        let hi = (p.add(a + 8) as *const u64).read_unaligned() ^ pattern_word(key, a + 8) ^ tag;
+        // Offsets `a` and `a + 8` have the same pattern word.
+        let w = pattern_word(key, a);
+        let lo = (p.add(a) as *const u64).read_unaligned() ^ w;
+        let hi = (p.add(a + 8) as *const u64).read_unaligned() ^ w ^ tag;
         // The window's requested bytes (slack below 16) are shifted out.
         let diff = ((hi as u128) << 64 | lo as u128) >> (8 * user);
         (diff == 0).then_some(bs - t)
@@ -413,15 +415,10 @@ unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
 /// As for [`clear`].
 #[inline(never)]
 unsafe fn clear_big(p: *mut u8, bs: usize, n: usize) {
-    let tl = tag_len(bs - n);
-    let end = (n + CANARY_SPAN).min(bs);
     // SAFETY: per the contract, all within the block.
     unsafe {
         ptr::write_bytes(p, 0, n.min(ZERO_LIMIT));
-        ptr::write_bytes(p.add(n), 0, end - n);
-        if bs - tl >= end {
-            ptr::write_bytes(p.add(bs - tl), 0, tl);
-        }
+        clear_slack(p, bs, n);
     }
 }
 
@@ -1055,10 +1052,10 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     q
 }
 
-/// Zero the canary and tag of a block (before writing them for a new size).
+/// Zero the canary and tag of a block (before writing them for a new size, or on free).
 ///
 /// # Safety
-/// `p` is a live block of ours of `bs` bytes with `n` requested bytes.
+/// `p` is a block of ours of `bs` bytes with `n` requested bytes that the caller owns.
 unsafe fn clear_slack(p: *mut u8, bs: usize, n: usize) {
     let tl = tag_len(bs - n);
     let end = (n + CANARY_SPAN).min(bs);

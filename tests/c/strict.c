@@ -24,6 +24,11 @@ static void *launder(void *p) {
     return p;
 }
 
+/* The stores to `p` must happen although `free(p)` follows (GCC drops them otherwise). */
+static void keep_stores(void *p) {
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
 #define CHECK(cond, ...)                                                                      \
     do {                                                                                      \
         if (!(cond)) {                                                                        \
@@ -43,8 +48,7 @@ static void freed_reads_zero(void) {
         CHECK(p != NULL, "malloc(%zu)", n);
         memset(p, 0xA5, n);
         volatile unsigned char *v = launder(p);
-        /* The stores must happen although free follows. */
-        __asm__ volatile("" : : "r"(p) : "memory");
+        keep_stores(p);
         free(p);
         size_t bad = 0;
         for (size_t i = 0; i < n; i++)
@@ -61,8 +65,7 @@ static void large_reuse_reads_zero(void) {
     CHECK(p != NULL, "malloc(%d)", N);
     memset(p, 0xA5, 2 * CLEARED);
     memset(p + N - 64, 0xA5, 64);
-    /* The stores must happen although free follows. */
-    __asm__ volatile("" : : "r"(p) : "memory");
+    keep_stores(p);
     free(p);
     unsigned char *q = malloc(N);
     CHECK(q != NULL, "malloc(%d) again", N);
