@@ -8,6 +8,7 @@
 //! | `MAPALLOC_RETAIN_MB` | `64` | empty segments kept mapped (purged) for reuse; beyond it they are unmapped |
 //! | `MAPALLOC_LARGE_CACHE_MB` | `128` | bytes of freed large blocks kept for reuse (they decay like pages) |
 //! | `MAPALLOC_STRICT` | `0` | `1`: strict hardening mode (see the README) |
+//! | `MAPALLOC_STRICT_ZERO` | `1` | `0`: strict mode does not clear freed blocks (its largest cost) |
 //! | `MAPALLOC_VERBOSE` | `0` | `1`: print the effective settings at start-up |
 //!
 //! The environment is read once, with `getenv` (which does not allocate), on the first
@@ -35,6 +36,7 @@ static PURGE_DELAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_PURGE_DELAY_MS);
 static RETAIN_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_RETAIN_MB << 20);
 static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_LARGE_CACHE_MB << 20);
 static STRICT: AtomicBool = AtomicBool::new(cfg!(feature = "strict"));
+static STRICT_ZERO: AtomicBool = AtomicBool::new(true);
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 /// Set at the first allocation: from then on `STRICT` never changes (see [`fix_strict`]).
 static STRICT_FIXED: AtomicBool = AtomicBool::new(false);
@@ -72,6 +74,13 @@ pub fn retain_bytes() -> usize {
 #[inline]
 pub fn large_cache_bytes() -> usize {
     LARGE_CACHE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Whether strict mode clears freed blocks (`MAPALLOC_STRICT_ZERO`). It may change at any
+/// time: no path relies on a free block reading zero.
+#[inline(always)]
+pub fn strict_zero() -> bool {
+    STRICT_ZERO.load(Ordering::Relaxed)
 }
 
 /// Whether strict hardening is on. The first call initialises the allocator (reading the
@@ -146,6 +155,9 @@ pub fn load() {
             os::write_stderr(b"mapalloc: warning: MAPALLOC_STRICT read after the first allocation; keeping the mode\n");
         }
     }
+    if let Some(v) = env_bool(c"MAPALLOC_STRICT_ZERO", "MAPALLOC_STRICT_ZERO") {
+        STRICT_ZERO.store(v, Ordering::Relaxed);
+    }
     if let Some(v) = env_bool(c"MAPALLOC_VERBOSE", "MAPALLOC_VERBOSE") {
         VERBOSE.store(v, Ordering::Relaxed);
     }
@@ -184,6 +196,8 @@ pub struct Config {
     pub large_cache_bytes: Option<usize>,
     /// Strict hardening (`MAPALLOC_STRICT`); only before the first allocation.
     pub strict: Option<bool>,
+    /// Whether strict mode clears freed blocks (`MAPALLOC_STRICT_ZERO`); at any time.
+    pub strict_zero: Option<bool>,
     /// Print the effective settings when they are applied (`MAPALLOC_VERBOSE`).
     pub verbose: Option<bool>,
 }
@@ -223,6 +237,9 @@ pub fn apply(c: &Config) -> Result<(), ConfigError> {
     if let Some(v) = c.strict {
         STRICT.store(v, Ordering::Relaxed);
     }
+    if let Some(v) = c.strict_zero {
+        STRICT_ZERO.store(v, Ordering::Relaxed);
+    }
     if let Some(v) = c.verbose {
         VERBOSE.store(v, Ordering::Relaxed);
     }
@@ -241,6 +258,7 @@ pub fn current() -> Config {
         retain_bytes: Some(retain_bytes()),
         large_cache_bytes: Some(large_cache_bytes()),
         strict: Some(STRICT.load(Ordering::Relaxed)),
+        strict_zero: Some(strict_zero()),
         verbose: Some(VERBOSE.load(Ordering::Relaxed)),
     }
 }
@@ -257,6 +275,8 @@ fn print_settings() {
         .dec((large_cache_bytes() >> 20) as u64)
         .str(" strict=")
         .dec(STRICT.load(Ordering::Relaxed) as u64)
+        .str(" strict_zero=")
+        .dec(strict_zero() as u64)
         .str("\n")
         .write();
 }

@@ -8,9 +8,12 @@
 //! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
 //! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked: when popped it must be null or a block start inside the page's carved part, and the block it names must still be free when it is handed out, else `mapalloc: corrupted free list in page at 0x...`; other threads' frees reach the owner with their links already encoded |
 //! | delayed reuse | a freed block waits in its heap's quarantine before it returns to a free list: a block of up to [`QUARANTINE_SMALL`] bytes until [`QUARANTINE_BLOCKS`] more such blocks were freed (a ring), a bigger one in a FIFO of at most [`QUARANTINE_BIG_BLOCKS`] blocks and [`QUARANTINE_BYTES`]; its live bit is cleared at once, so a second free is still a double free |
-//! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one (large blocks too), its first `ZERO_LIMIT` bytes and its canary; a freed large block is made `PROT_NONE` while it waits in the large-block cache |
+//! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one (large blocks too), its first `ZERO_LIMIT` bytes and its canary (unless `MAPALLOC_STRICT_ZERO=0`, `config::strict_zero`); a freed large block is made `PROT_NONE` while it waits in the large-block cache |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
 //! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
+//!
+//! A build can switch properties off to measure what each costs (`MAPALLOC_STRICT_OFF` at
+//! compile time, see `OFF` below); a build without that variable has every property.
 //!
 //! The secret comes from `getrandom(2)` (`os::random_u64`) on first use. The canary pattern
 //! of a block is derived from the secret and the block's address.
@@ -34,7 +37,7 @@ use crate::heap::{self, DONE, Heap};
 use crate::remote::{self, Block};
 use crate::segment::{self, Page, Segment};
 use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
-use crate::{large, os};
+use crate::{config, large, os};
 
 /// Blocks of up to [`QUARANTINE_SMALL`] bytes a heap's quarantine holds: the last this many
 /// such frees (at most 1 MiB).
@@ -61,6 +64,98 @@ pub const ZERO_LIMIT: usize = 4096;
 /// Most blocks shuffled into a free list at once (a power of two).
 const SHUFFLE_MAX: usize = 256;
 const _: () = assert!(SHUFFLE_MAX.is_power_of_two());
+
+// ---------------------------------------------------------------------------------------------
+// Measurement switches
+
+/// Properties switched off at build time, to measure what each costs: a comma-separated list
+/// in the build's environment variable `MAPALLOC_STRICT_OFF`, of `zero` (no clearing on
+/// free), `canary` (no canary or tag in size-class blocks), `quarantine` (freed blocks go
+/// straight back to their page), `shuffle` (fresh blocks in address order) and
+/// `large-protect` (cached large blocks stay accessible). Like the `unhardened` feature it
+/// exists only for measurements (`benches/README.md`): such a build catches less and fails
+/// the strict tests. Unset, every switch below is false and its branches compile away; an
+/// unknown word fails the build.
+const OFF: &str = match option_env!("MAPALLOC_STRICT_OFF") {
+    Some(s) => s,
+    None => "",
+};
+/// The words `MAPALLOC_STRICT_OFF` accepts.
+const OFF_WORDS: [&str; 5] = ["zero", "canary", "quarantine", "shuffle", "large-protect"];
+const NO_ZERO: bool = off(OFF, OFF_WORDS[0]);
+const NO_CANARY: bool = off(OFF, OFF_WORDS[1]);
+const NO_QUARANTINE: bool = off(OFF, OFF_WORDS[2]);
+const NO_SHUFFLE: bool = off(OFF, OFF_WORDS[3]);
+const NO_LARGE_PROTECT: bool = off(OFF, OFF_WORDS[4]);
+const _: () = assert!(
+    off_words_known(OFF),
+    "MAPALLOC_STRICT_OFF: use zero, canary, quarantine, shuffle, large-protect"
+);
+
+/// The `i`th comma-separated item of `list` as a byte range, or `None` past the last.
+const fn item(list: &[u8], i: usize) -> Option<(usize, usize)> {
+    let (mut start, mut k, mut at) = (0, 0, 0);
+    while at <= list.len() {
+        if at == list.len() || list[at] == b',' {
+            if k == i {
+                return Some((start, at));
+            }
+            k += 1;
+            start = at + 1;
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Whether bytes `[a, b)` of `list` spell `word`.
+const fn spells(list: &[u8], (a, b): (usize, usize), word: &str) -> bool {
+    let w = word.as_bytes();
+    if b - a != w.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < w.len() {
+        if list[a + i] != w[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether `word` is an item of the comma-separated `list`.
+const fn off(list: &str, word: &str) -> bool {
+    let mut i = 0;
+    while let Some(r) = item(list.as_bytes(), i) {
+        if spells(list.as_bytes(), r, word) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Whether every item of `list` is one of [`OFF_WORDS`] (an empty list is fine).
+const fn off_words_known(list: &str) -> bool {
+    if list.is_empty() {
+        return true;
+    }
+    let mut i = 0;
+    while let Some(r) = item(list.as_bytes(), i) {
+        let mut k = 0;
+        let mut known = false;
+        while k < OFF_WORDS.len() {
+            known |= spells(list.as_bytes(), r, OFF_WORDS[k]);
+            k += 1;
+        }
+        if !known {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 // ---------------------------------------------------------------------------------------------
 // The secret
@@ -277,6 +372,9 @@ unsafe fn write_tag(p: *mut u8, bs: usize, s: usize, key: u64) {
 #[inline(always)]
 unsafe fn write_canary_fresh(p: *mut u8, bs: usize, n: usize) {
     debug_assert!(n < bs && bs >= 16 && bs % 8 == 0);
+    if NO_CANARY {
+        return;
+    }
     let key = block_key(p as usize);
     let s = bs - n;
     // SAFETY: every offset written is below `bs`; bytes below `n` are not the caller's yet.
@@ -387,8 +485,8 @@ fn overflow(p: usize) -> ! {
 
 /// Clear a freed block of `bs` bytes at `p` holding `n` requested bytes: the whole block when
 /// it has at most [`ZERO_LIMIT`] bytes, else its first `ZERO_LIMIT` bytes and the canary and
-/// tag of its slack. Afterwards a block of up to `ZERO_LIMIT` bytes reads as zero (unless
-/// something wrote beyond the canary). The common case depends on the block size only, not
+/// tag of its slack; nothing under `MAPALLOC_STRICT_ZERO=0`. Afterwards a block of up to
+/// `ZERO_LIMIT` bytes reads as zero (unless something wrote beyond the canary). The common case depends on the block size only, not
 /// on `n`, which comes from the block's (often cold) tag.
 ///
 /// # Safety
@@ -396,6 +494,9 @@ fn overflow(p: usize) -> ! {
 /// gives up, `n` its requested size.
 #[inline(always)]
 unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
+    if NO_ZERO || !config::strict_zero() {
+        return;
+    }
     // SAFETY: per the contract, all within the block.
     unsafe {
         if bs <= 64 {
@@ -580,7 +681,8 @@ unsafe fn extend(h: *mut Heap, page: *mut Page) {
         } else {
             (*st).next()
         } | 1;
-        for i in (1..n).rev() {
+        let shuffled = if NO_SHUFFLE { 1 } else { n };
+        for i in (1..shuffled).rev() {
             rng ^= rng >> 12;
             rng ^= rng << 25;
             rng ^= rng >> 27;
@@ -693,7 +795,7 @@ unsafe fn quarantine(h: *mut Heap, page: *mut Page, b: usize, bs: usize) {
     // SAFETY: per the contract; the state is `h`'s own.
     unsafe {
         let st = state(h);
-        if st.is_null() {
+        if st.is_null() || NO_QUARANTINE {
             release_block(h, page, b);
             return;
         }
@@ -889,7 +991,12 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
         }
         let page = s.pages.as_ptr().add(s.page_index(p as usize)) as *mut Page;
         let bs = (*page).block_size as usize;
-        let Some(n) = read_canary(p, bs) else {
+        let checked = if NO_CANARY {
+            Some(bs - 1)
+        } else {
+            read_canary(p, bs)
+        };
+        let Some(n) = checked else {
             overflow(p as usize)
         };
         if size > n {
@@ -924,17 +1031,19 @@ fn free_large(p: *mut u8, size: usize) {
     if size > n {
         sized_too_large(p as usize);
     }
-    // Cleared as a big size-class block is (its first ZERO_LIMIT bytes and the canary), so
-    // that a reuse does not hand them to the next owner. Then the block becomes inaccessible
-    // while it waits in the large-block cache (a use after free faults); a reuse opens it
-    // again (`reopen_large`). Its pages stay resident, so a reuse costs two `mprotect`s
-    // instead of a fault per page. When the mapping cannot be split (vm.max_map_count), the
-    // pages are purged instead: they read as zero.
+    // Cleared as a big size-class block is (its first ZERO_LIMIT bytes and the canary; not
+    // with MAPALLOC_STRICT_ZERO=0), so that a reuse does not hand them to the next owner.
+    // Then the block becomes inaccessible while it waits in the large-block cache (a use
+    // after free faults); a reuse opens it again (`reopen_large`). Its pages stay resident,
+    // so a reuse costs two `mprotect`s instead of a fault per page. When the mapping cannot
+    // be split (vm.max_map_count), the pages are purged instead: they read as zero.
     // SAFETY: the caller gives the whole block up; it is page-aligned and page-granular, and
     // larger than ZERO_LIMIT.
     unsafe {
-        clear_big(p, usable, n);
-        if !os::protect_none(p, usable) {
+        if !NO_ZERO && config::strict_zero() {
+            clear_big(p, usable, n);
+        }
+        if !NO_LARGE_PROTECT && !os::protect_none(p, usable) {
             os::purge(p, usable);
         }
     }
@@ -948,7 +1057,7 @@ fn free_large(p: *mut u8, size: usize) {
 /// `[p, p + usable)` is a cached large block that the caller has just taken.
 pub unsafe fn reopen_large(p: *mut u8, usable: usize) -> bool {
     // SAFETY: per the contract, the range is ours and holds nothing live.
-    unsafe { os::protect_rw(p, usable) }
+    NO_LARGE_PROTECT || unsafe { os::protect_rw(p, usable) }
 }
 
 /// The block size and requested size of the live block at `p`, and whether it is a
@@ -964,6 +1073,9 @@ unsafe fn info(p: *const u8) -> Option<(usize, usize, bool)> {
         }
         None => (large::usable_size(p)?, false),
     };
+    if class && NO_CANARY {
+        return Some((bs, bs - 1, class));
+    }
     // SAFETY: a live block of `bs` bytes.
     match unsafe { read_canary(p, bs) } {
         Some(n) => Some((bs, n, class)),
@@ -1132,6 +1244,14 @@ pub fn segment_released(seg: &Segment) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measurement_switch_words() {
+        assert!(off("zero,canary", "canary") && off("zero", "zero"));
+        assert!(!off("zeros", "zero") && !off("", "zero") && !off("canary", "zero"));
+        assert!(off_words_known("") && off_words_known("shuffle,large-protect"));
+        assert!(!off_words_known("zero,") && !off_words_known("fast"));
+    }
 
     #[test]
     fn canary_round_trip() {

@@ -280,6 +280,7 @@ fn configure_case() {
         retain_bytes: Some(8 * MIB),
         large_cache_bytes: Some(16 * MIB),
         strict: Some(strict),
+        strict_zero: Some(false),
         verbose: Some(false),
     };
     mapalloc::configure(&c).unwrap();
@@ -331,6 +332,7 @@ fn every_variable_good_bad_absent() {
         "retain_bytes: Some(67108864)",
         "large_cache_bytes: Some(134217728)",
         "strict: Some(false)",
+        "strict_zero: Some(true)",
         "verbose: Some(false)",
     ] {
         assert!(defaults.contains(expected), "{expected} in {defaults}");
@@ -363,6 +365,13 @@ fn every_variable_good_bad_absent() {
             "1",
             "strict: Some(true)",
             "maybe",
+            "0 or 1",
+        ),
+        (
+            "MAPALLOC_STRICT_ZERO",
+            "0",
+            "strict_zero: Some(false)",
+            "none",
             "0 or 1",
         ),
         (

@@ -897,9 +897,10 @@ fn git_repository() {
 
 /// `tests/c/strict.c` under `MAPALLOC_STRICT=1` (one test: the cases share one binary).
 /// `props`: freed memory reads zero, reuse is delayed, allocation order is random,
-/// `malloc_usable_size` is the requested size. Then each misuse case dies with the expected
+/// `malloc_usable_size` is the requested size; `props-nozero`: the same but freed blocks keep
+/// their bytes under `MAPALLOC_STRICT_ZERO=0`. Then each misuse case dies with the expected
 /// signal and, for an abort, exactly one `mapalloc:` line starting with the expected message
-/// and an address.
+/// and an address, with and without the clearing.
 #[test]
 fn strict_mode() {
     use std::os::unix::process::ExitStatusExt;
@@ -909,6 +910,15 @@ fn strict_mode() {
     run_preloaded(
         Command::new(&bin).arg("props").env("MAPALLOC_STRICT", "1"),
         "strict props",
+    )
+    .assert_success()
+    .assert_ok_line();
+    run_preloaded(
+        Command::new(&bin)
+            .arg("props-nozero")
+            .env("MAPALLOC_STRICT", "1")
+            .env("MAPALLOC_STRICT_ZERO", "0"),
+        "strict props-nozero",
     )
     .assert_success()
     .assert_ok_line();
@@ -931,10 +941,13 @@ fn strict_mode() {
         ),
         ("uaf-large", libc::SIGSEGV, ""),
     ];
-    for (case, signal, message) in cases {
+    for ((case, signal, message), zero) in cases.iter().flat_map(|c| [(*c, "1"), (*c, "0")]) {
         let out = run_preloaded(
-            Command::new(&bin).arg(case).env("MAPALLOC_STRICT", "1"),
-            &format!("strict {case}"),
+            Command::new(&bin)
+                .arg(case)
+                .env("MAPALLOC_STRICT", "1")
+                .env("MAPALLOC_STRICT_ZERO", zero),
+            &format!("strict {case} (MAPALLOC_STRICT_ZERO={zero})"),
         );
         assert_eq!(out.status.signal(), Some(signal), "{}", out.describe());
         let lines: Vec<&str> = out

@@ -56,8 +56,8 @@ fn run_case(case: &str) {
     }
 }
 
-/// Delayed reuse, random order, usable size = request, and a configuration that cannot
-/// change any more.
+/// Delayed reuse, random order, usable size = request, a mode that cannot change any more,
+/// and clearing that can.
 unsafe fn properties() {
     // SAFETY: plain correct uses of the allocator.
     unsafe {
@@ -112,6 +112,25 @@ unsafe fn properties() {
             }),
             Err(mapalloc::ConfigError::StrictAfterFirstAllocation)
         );
+
+        // Clearing freed blocks can be switched off and on again at any time (the C test
+        // `strict props-nozero` observes the difference), with blocks freed either way.
+        for zero in [false, true] {
+            let set = mapalloc::Config {
+                strict_zero: Some(zero),
+                ..Default::default()
+            };
+            assert_eq!(mapalloc::configure(&set), Ok(()));
+            assert_eq!(mapalloc::config().strict_zero, Some(zero));
+            let blocks: Vec<*mut u8> = [24, 700, 9000, 3 << 20]
+                .iter()
+                .map(|&n| MapAlloc.alloc(layout(n)))
+                .collect();
+            for (b, n) in blocks.into_iter().zip([24, 700, 9000, 3 << 20]) {
+                b.write_bytes(0xA5, n);
+                MapAlloc.dealloc(b, layout(n));
+            }
+        }
     }
 }
 

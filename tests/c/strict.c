@@ -1,6 +1,8 @@
 /* strict: the properties of strict mode (MAPALLOC_STRICT=1), checked from C under the preload.
  *
  *   strict props          every observable property; prints "ok"
+ *   strict props-nozero   the same under MAPALLOC_STRICT_ZERO=0, whose freed blocks keep
+ *                         their bytes
  *   strict CASE           one deliberate misuse that must abort (tests/preload.rs checks the
  *                         signal and the message): overflow, overflow-large, double-free,
  *                         corrupt-link, uaf-large
@@ -55,6 +57,23 @@ static void freed_reads_zero(void) {
             bad += v[i] != 0;
         CHECK(bad == 0, "%zu of %zu bytes of a freed block are not zero", bad, n);
     }
+}
+
+/* Under MAPALLOC_STRICT_ZERO=0 a freed block keeps its bytes while it waits in the
+ * quarantine (past its first 16, where a free-list link may go): the setting really turns
+ * the clearing off. */
+static void freed_keeps_bytes(void) {
+    enum { N = 1000 };
+    unsigned char *p = malloc(N);
+    CHECK(p != NULL, "malloc(%d)", N);
+    memset(p, 0xA5, N);
+    volatile unsigned char *v = launder(p);
+    keep_stores(p);
+    free(p);
+    size_t kept = 0;
+    for (size_t i = 16; i < N; i++)
+        kept += v[i] == 0xA5;
+    CHECK(kept == N - 16, "%zu of %d bytes of a freed block kept", kept, N - 16);
 }
 
 /* A large block taken again from the cache does not show its last owner's first 4 KiB (the
@@ -202,10 +221,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: strict props | CASE\n");
         return 2;
     }
-    if (strcmp(argv[1], "props") != 0)
+    if (strcmp(argv[1], "props-nozero") == 0) {
+        freed_keeps_bytes();
+    } else if (strcmp(argv[1], "props") == 0) {
+        freed_reads_zero();
+        large_reuse_reads_zero();
+    } else {
         return run_case(argv[1]);
-    freed_reads_zero();
-    large_reuse_reads_zero();
+    }
     reuse_delayed();
     order_random();
     usable_is_requested();
