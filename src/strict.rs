@@ -486,8 +486,9 @@ fn overflow(p: usize) -> ! {
 /// Clear a freed block of `bs` bytes at `p` holding `n` requested bytes: the whole block when
 /// it has at most [`ZERO_LIMIT`] bytes, else its first `ZERO_LIMIT` bytes and the canary and
 /// tag of its slack; nothing under `MAPALLOC_STRICT_ZERO=0`. Afterwards a block of up to
-/// `ZERO_LIMIT` bytes reads as zero (unless something wrote beyond the canary). The common case depends on the block size only, not
-/// on `n`, which comes from the block's (often cold) tag.
+/// `ZERO_LIMIT` bytes reads as zero (unless something wrote beyond the canary). The common
+/// case depends on the block size only, not on `n`, which comes from the block's (often cold)
+/// tag.
 ///
 /// # Safety
 /// `p` is a block of ours of `bs` bytes (a multiple of 16, 16-byte aligned) that the caller

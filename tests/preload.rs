@@ -908,7 +908,10 @@ fn strict_mode() {
         return;
     };
     run_preloaded(
-        Command::new(&bin).arg("props").env("MAPALLOC_STRICT", "1"),
+        Command::new(&bin)
+            .arg("props")
+            .env("MAPALLOC_STRICT", "1")
+            .env("MAPALLOC_STRICT_ZERO", "1"),
         "strict props",
     )
     .assert_success()
