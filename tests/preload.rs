@@ -907,24 +907,17 @@ fn strict_mode() {
     let Some(bin) = compile("strict.c", &[]) else {
         return;
     };
-    run_preloaded(
-        Command::new(&bin)
-            .arg("props")
-            .env("MAPALLOC_STRICT", "1")
-            .env("MAPALLOC_STRICT_ZERO", "1"),
-        "strict props",
-    )
-    .assert_success()
-    .assert_ok_line();
-    run_preloaded(
-        Command::new(&bin)
-            .arg("props-nozero")
-            .env("MAPALLOC_STRICT", "1")
-            .env("MAPALLOC_STRICT_ZERO", "0"),
-        "strict props-nozero",
-    )
-    .assert_success()
-    .assert_ok_line();
+    for (props, zero) in [("props", "1"), ("props-nozero", "0")] {
+        run_preloaded(
+            Command::new(&bin)
+                .arg(props)
+                .env("MAPALLOC_STRICT", "1")
+                .env("MAPALLOC_STRICT_ZERO", zero),
+            &format!("strict {props}"),
+        )
+        .assert_success()
+        .assert_ok_line();
+    }
     let cases = [
         (
             "overflow",

@@ -41,17 +41,24 @@ static void keep_stores(void *p) {
         }                                                                                     \
     } while (0)
 
+/* Allocates n bytes, fills them with 0xA5 and frees them; returns the freed block for the
+ * caller to observe. */
+static volatile unsigned char *fill_and_free(size_t n) {
+    unsigned char *p = malloc(n);
+    CHECK(p != NULL, "malloc(%zu)", n);
+    memset(p, 0xA5, n);
+    volatile unsigned char *v = launder(p);
+    keep_stores(p);
+    free(p);
+    return v;
+}
+
 /* Freed memory reads zero: the requested bytes (up to 4 KiB) and the canary are cleared. */
 static void freed_reads_zero(void) {
     static const size_t sizes[] = {1, 15, 16, 100, 1000, 3000, 4096};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         size_t n = sizes[k];
-        unsigned char *p = malloc(n);
-        CHECK(p != NULL, "malloc(%zu)", n);
-        memset(p, 0xA5, n);
-        volatile unsigned char *v = launder(p);
-        keep_stores(p);
-        free(p);
+        volatile unsigned char *v = fill_and_free(n);
         size_t bad = 0;
         for (size_t i = 0; i < n; i++)
             bad += v[i] != 0;
@@ -64,12 +71,7 @@ static void freed_reads_zero(void) {
  * the clearing off. */
 static void freed_keeps_bytes(void) {
     enum { N = 1000 };
-    unsigned char *p = malloc(N);
-    CHECK(p != NULL, "malloc(%d)", N);
-    memset(p, 0xA5, N);
-    volatile unsigned char *v = launder(p);
-    keep_stores(p);
-    free(p);
+    volatile unsigned char *v = fill_and_free(N);
     size_t kept = 0;
     for (size_t i = 16; i < N; i++)
         kept += v[i] == 0xA5;
