@@ -70,9 +70,10 @@ const _: () = assert!(SHUFFLE_MAX.is_power_of_two());
 
 /// Properties switched off at build time, to measure what each costs: a comma-separated list
 /// in the build's environment variable `MAPALLOC_STRICT_OFF`, of `zero` (no clearing on
-/// free), `canary` (no canary or tag in size-class blocks), `quarantine` (freed blocks go
-/// straight back to their page), `shuffle` (fresh blocks in address order) and
-/// `large-protect` (cached large blocks stay accessible). Like the `unhardened` feature it
+/// free), `canary` (no canary or tag is written or checked; a block counts as requested up
+/// to its last byte), `quarantine` (freed blocks go straight back to their page), `shuffle`
+/// (fresh blocks in address order) and `large-protect` (cached large blocks stay
+/// accessible). Like the `unhardened` feature it
 /// exists only for measurements (`benches/README.md`): such a build catches less and fails
 /// the strict tests. Unset, every switch below is false and its branches compile away; an
 /// unknown word fails the build.
@@ -335,6 +336,9 @@ fn tag_len(s: usize) -> usize {
 #[inline]
 unsafe fn write_canary(p: *mut u8, bs: usize, n: usize) {
     debug_assert!(n < bs);
+    if NO_CANARY {
+        return;
+    }
     let key = block_key(p as usize);
     let s = bs - n;
     let tl = tag_len(s);
@@ -433,6 +437,9 @@ fn window(bs: usize, s: usize) -> (usize, u64, usize) {
 #[inline(always)]
 unsafe fn read_canary(p: *const u8, bs: usize) -> Option<usize> {
     debug_assert!(bs >= 16 && bs % 8 == 0);
+    if NO_CANARY {
+        return Some(bs - 1);
+    }
     let key = block_key(p as usize);
     // SAFETY: every offset read is below `bs`.
     unsafe {
@@ -495,7 +502,7 @@ fn overflow(p: usize) -> ! {
 /// gives up, `n` its requested size.
 #[inline(always)]
 unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
-    if NO_ZERO || !config::strict_zero() {
+    if !zeroing() {
         return;
     }
     // SAFETY: per the contract, all within the block.
@@ -509,6 +516,13 @@ unsafe fn clear(p: *mut u8, bs: usize, n: usize) {
             clear_big(p, bs, n);
         }
     }
+}
+
+/// Whether freed blocks are cleared: built with zeroing and not switched off by
+/// `MAPALLOC_STRICT_ZERO=0`.
+#[inline(always)]
+fn zeroing() -> bool {
+    !NO_ZERO && config::strict_zero()
 }
 
 /// [`clear`] for a block of more than [`ZERO_LIMIT`] bytes.
@@ -992,12 +1006,7 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
         }
         let page = s.pages.as_ptr().add(s.page_index(p as usize)) as *mut Page;
         let bs = (*page).block_size as usize;
-        let checked = if NO_CANARY {
-            Some(bs - 1)
-        } else {
-            read_canary(p, bs)
-        };
-        let Some(n) = checked else {
+        let Some(n) = read_canary(p, bs) else {
             overflow(p as usize)
         };
         if size > n {
@@ -1041,7 +1050,7 @@ fn free_large(p: *mut u8, size: usize) {
     // SAFETY: the caller gives the whole block up; it is page-aligned and page-granular, and
     // larger than ZERO_LIMIT.
     unsafe {
-        if !NO_ZERO && config::strict_zero() {
+        if zeroing() {
             clear_big(p, usable, n);
         }
         if !NO_LARGE_PROTECT && !os::protect_none(p, usable) {
@@ -1074,9 +1083,6 @@ unsafe fn info(p: *const u8) -> Option<(usize, usize, bool)> {
         }
         None => (large::usable_size(p)?, false),
     };
-    if class && NO_CANARY {
-        return Some((bs, bs - 1, class));
-    }
     // SAFETY: a live block of `bs` bytes.
     match unsafe { read_canary(p, bs) } {
         Some(n) => Some((bs, n, class)),

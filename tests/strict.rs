@@ -122,11 +122,9 @@ unsafe fn properties() {
             };
             assert_eq!(mapalloc::configure(&set), Ok(()));
             assert_eq!(mapalloc::config().strict_zero, Some(zero));
-            let blocks: Vec<*mut u8> = [24, 700, 9000, 3 << 20]
-                .iter()
-                .map(|&n| MapAlloc.alloc(layout(n)))
-                .collect();
-            for (b, n) in blocks.into_iter().zip([24, 700, 9000, 3 << 20]) {
+            let sizes = [24, 700, 9000, 3 << 20];
+            let blocks: Vec<*mut u8> = sizes.iter().map(|&n| MapAlloc.alloc(layout(n))).collect();
+            for (b, n) in blocks.into_iter().zip(sizes) {
                 b.write_bytes(0xA5, n);
                 MapAlloc.dealloc(b, layout(n));
             }
