@@ -155,9 +155,15 @@ fn owner_stamp() -> u64 {
 /// In the child of `fork`, from our `pthread_atfork` child handler: a new epoch (heaps of the
 /// threads that did not follow into the child are never reclaimed by scanning, since they may
 /// have been in use at the fork), the forking thread's heap stamped with its new ids, and the
-/// fork token set again. Runs before any other thread exists in the child; takes no lock (the
-/// fork may have come from a signal handler that interrupted the allocator).
-pub fn after_fork_child() {
+/// fork token set again, and the pool's locks repaired if a vanished thread held them. Runs
+/// before any other thread exists in the child; waits for no lock (the fork may have come
+/// from a signal handler that interrupted the allocator).
+///
+/// # Safety
+/// The calling thread is the only thread of the process.
+pub unsafe fn after_fork_child() {
+    // SAFETY: per the contract.
+    unsafe { repair_after_fork() };
     EPOCH.fetch_add(1, Ordering::Relaxed);
     let h = tls_heap();
     if h as usize > DONE as usize {
@@ -358,21 +364,27 @@ pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
     pool.live -= 1;
 }
 
-/// Take the heap-related locks before `fork`.
-pub fn lock_for_fork() {
-    BACKUP.raw_lock();
-    POOL.raw_lock();
-}
-
-/// Release the locks taken by [`lock_for_fork`].
+/// In the child of `fork` (see `init`): release the pool and backup-heap locks if a thread
+/// that did not follow into the child held them, dropping what it may have left half done.
+/// The abandoned stack is forgotten (its heaps stay in the registry, and in use by nothing:
+/// their blocks can still be freed), the chunk being carved is given up, and a half-used
+/// backup heap is replaced by a fresh one on next use. Every step leaks at most memory that
+/// the child could not have used safely; none can hand out a block twice.
 ///
 /// # Safety
-/// [`lock_for_fork`] was called by the forking thread.
-pub unsafe fn unlock_after_fork() {
-    // SAFETY: both were taken by lock_for_fork.
-    unsafe {
-        POOL.raw_unlock();
-        BACKUP.raw_unlock();
+/// The calling thread is the only thread of the process.
+unsafe fn repair_after_fork() {
+    // SAFETY: per the contract.
+    if let Some(mut pool) = unsafe { POOL.take_orphan() } {
+        pool.abandoned = ptr::null_mut();
+        pool.abandoned_count = 0;
+        // Not 0: a zero end means "the static first chunk is still unused".
+        pool.chunk = 1;
+        pool.chunk_end = 1;
+    }
+    // SAFETY: per the contract.
+    if let Some(mut b) = unsafe { BACKUP.take_orphan() } {
+        *b = 0;
     }
 }
 

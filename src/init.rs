@@ -1,11 +1,11 @@
 //! Lazy, allocation-free, thread-safe initialisation, the thread-exit key and the `fork`
-//! handlers.
+//! child handler.
 //!
 //! Nothing needs initialising before the first allocation can be served: the segment map,
 //! the locks and the caches are static and zero-initialised, and the page size is read on
 //! first use. What `ensure` adds once, on the first allocation of the first thread, is the
 //! `pthread_key_create` destructor that abandons a heap when its thread exits, and the
-//! `pthread_atfork` handlers. Either glibc call could allocate (and so re-enter `malloc`) in
+//! `pthread_atfork` child handler. Either glibc call could allocate (and so re-enter `malloc`) in
 //! some version; a re-entrant call from the initialising thread therefore proceeds without
 //! waiting, while other threads wait for the initialisation to finish.
 
@@ -52,9 +52,9 @@ fn ensure_slow() {
             if unsafe { libc::pthread_key_create(&mut key, Some(heap::thread_exit)) } == 0 {
                 KEY.store(key as usize + 1, Ordering::Release);
             }
-            // SAFETY: the handlers are `extern "C"` functions that never unwind.
+            // SAFETY: the handler is an `extern "C"` function that never unwinds.
             unsafe {
-                libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+                libc::pthread_atfork(None, None, Some(fork_child));
             }
             STATE.store(READY, Ordering::Release);
         }
@@ -81,57 +81,25 @@ pub fn register_thread(h: *mut libc::c_void) {
 
 // ---------------------------------------------------------------------------------------------
 // fork
+//
+// No allocator lock is held across `fork()`: there is no prepare handler. An interposed
+// allocator that takes its locks in a prepare handler deadlocks against stdio, because glibc
+// runs the prepare handlers *before* it takes its own stdio locks inside `fork()`: the forking
+// thread holds the allocator's locks and waits for libc's list-of-files lock; a thread in
+// `fflush(NULL)` holds that and waits for a `FILE`'s lock; a thread in `getline` holds the
+// `FILE` lock and waits in `realloc` for the allocator's lock (glibc's own malloc avoids the
+// cycle by locking inside `fork()`, after the stdio locks). Instead, the child repairs: every
+// lock records its holder, and a lock that the child inherits held by a thread that did not
+// follow is taken over and the data under it made consistent (`heap`, `segment`, `large`
+// `after_fork_child`), before anything else in the child can allocate.
 
-/// Whether `fork_prepare` took the locks (it does not in a single-threaded process).
-static FORK_LOCKED: AtomicU8 = AtomicU8::new(0);
-
-#[cfg(target_env = "gnu")]
-fn single_threaded() -> bool {
-    unsafe extern "C" {
-        /// glibc >= 2.32: non-zero while the process has never created a thread.
-        static __libc_single_threaded: libc::c_char;
-    }
-    // SAFETY: a plain byte that glibc maintains; reading it is what it is for.
-    unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
-}
-
-#[cfg(not(target_env = "gnu"))]
-fn single_threaded() -> bool {
-    false
-}
-
-/// Before `fork`: take every allocator lock so that the child inherits none held by a thread
-/// that does not exist there. In a single-threaded process no lock can be held by another
-/// thread, and `fork` may even come from a signal handler that interrupted `malloc` (which
-/// holds a lock): take none, as glibc does.
-extern "C" fn fork_prepare() {
-    if single_threaded() {
-        FORK_LOCKED.store(0, Ordering::Relaxed);
-        return;
-    }
-    heap::lock_for_fork();
-    segment::lock_for_fork();
-    large::lock_for_fork();
-    FORK_LOCKED.store(1, Ordering::Relaxed);
-}
-
-fn fork_release() {
-    if FORK_LOCKED.swap(0, Ordering::Relaxed) == 1 {
-        // SAFETY: fork_prepare took these locks in this thread (the child's only thread is the
-        // copy of it).
-        unsafe {
-            large::unlock_after_fork();
-            segment::unlock_after_fork();
-            heap::unlock_after_fork();
-        }
-    }
-}
-
-extern "C" fn fork_parent() {
-    fork_release();
-}
-
+/// After `fork`, in the child, whose only thread is a copy of the forking one.
 extern "C" fn fork_child() {
-    heap::after_fork_child();
-    fork_release();
+    // SAFETY: glibc runs the child handlers in the new process before it returns from
+    // `fork()`, while the forking thread's copy is its only thread.
+    unsafe {
+        segment::after_fork_child();
+        large::after_fork_child();
+        heap::after_fork_child();
+    }
 }

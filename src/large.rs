@@ -71,6 +71,10 @@ struct Large {
     live_bytes: usize,
     allocs: u64,
     frees: u64,
+    /// The table being replaced while [`Large::grow`] copies it (null otherwise): a `fork`
+    /// child that finds the copy half done rebuilds from both tables.
+    growing: *mut Entry,
+    growing_cap: usize,
 }
 
 // SAFETY: the table memory is owned by the structure and only touched under the lock.
@@ -89,6 +93,8 @@ static LARGE: SpinLock<Large> = SpinLock::new(Large {
     live_bytes: 0,
     allocs: 0,
     frees: 0,
+    growing: ptr::null_mut(),
+    growing_cap: 0,
 });
 
 /// Entries of the first table, in static memory: a process with few large blocks maps no
@@ -172,6 +178,8 @@ impl Large {
             return false;
         }
         let (old, old_cap) = (self.table, self.cap);
+        self.growing = old;
+        self.growing_cap = old_cap;
         self.table = t;
         self.cap = new_cap;
         self.len = 0;
@@ -192,6 +200,8 @@ impl Large {
                 self.len += 1;
             }
         }
+        self.growing = ptr::null_mut();
+        self.growing_cap = 0;
         if old != FIRST_TABLE.0.get().cast() {
             let old_bytes = os::page_round_up(old_cap * core::mem::size_of::<Entry>())
                 .unwrap_or_else(|| internal());
@@ -199,6 +209,71 @@ impl Large {
             unsafe { os::release(old.cast(), old_bytes) };
         }
         true
+    }
+
+    /// Rebuild the table, the cache list and the counters from the entries left by a thread
+    /// interrupted in the middle of an update (for the child of `fork`): a fresh table gets
+    /// every well-formed entry of the current one and, if a [`grow`](Self::grow) was copying,
+    /// of the one it replaced, each address once (a backward shift or a copy in progress
+    /// leaves an entry in two slots); the cache list is made of the cached entries, as if
+    /// freed now. Every entry's mapping still exists (blocks are unmapped only after leaving
+    /// the table). When no table can be mapped, the cache list alone is emptied: lookups may
+    /// then miss a block whose entry was being moved, which makes its free abort.
+    fn rebuild(&mut self) {
+        let ps = os::page_size();
+        let sources = [(self.table, self.cap), (self.growing, self.growing_cap)];
+        let entries = self.cap + self.growing_cap;
+        self.cache_len = 0;
+        self.cache_bytes = 0;
+        if entries == 0 {
+            return;
+        }
+        let new_cap = (2 * entries).next_power_of_two().max(FIRST_CAP);
+        let t = os::page_round_up(new_cap * core::mem::size_of::<Entry>())
+            .map_or(ptr::null_mut(), |bytes| os::map(bytes, true) as *mut Entry);
+        if t.is_null() {
+            return;
+        }
+        // The old tables stay mapped and unused: the child may be short of memory already.
+        self.table = t;
+        self.cap = new_cap;
+        self.len = 0;
+        self.growing = ptr::null_mut();
+        self.growing_cap = 0;
+        self.live_bytes = 0;
+        for i in 0..new_cap {
+            *self.slot(i) = EMPTY;
+        }
+        let now = os::now_ms();
+        for (table, cap) in sources {
+            for i in 0..cap {
+                // SAFETY: `i < cap` of a table that is still mapped.
+                let e = unsafe { *table.add(i) };
+                let well_formed = e.state != State::Empty
+                    && e.addr != 0
+                    && e.addr % ps == 0
+                    && e.usable != 0
+                    && e.usable % ps == 0;
+                if !well_formed || self.find(e.addr).is_some() {
+                    continue;
+                }
+                let mut j = hash(e.addr, self.cap);
+                while self.get(j).state != State::Empty {
+                    j = (j + 1) & (self.cap - 1);
+                }
+                *self.slot(j) = e;
+                self.len += 1;
+                match e.state {
+                    State::Live => self.live_bytes += e.usable,
+                    _ if self.cache_len < CACHE_MAX => {
+                        self.cache_push(e.addr, now);
+                        self.cache_bytes += e.usable;
+                    }
+                    // No room in the list: never reused, still known as freed.
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Remove entry `i` with backward-shift deletion.
@@ -657,16 +732,89 @@ pub fn trim() -> usize {
     bytes
 }
 
-/// Take the large-block lock before `fork`.
-pub fn lock_for_fork() {
-    LARGE.raw_lock();
-}
-
-/// Release the lock taken by [`lock_for_fork`].
+/// In the child of `fork` (see `init`): if a thread that did not follow into the child held
+/// the large-block lock, it may have left the table, the cache list or the counters half
+/// updated. Rebuild them from the table's entries (see [`Large::rebuild`]) and release the
+/// lock, so that the child can free every large block it inherited.
 ///
 /// # Safety
-/// [`lock_for_fork`] was called by the forking thread.
-pub unsafe fn unlock_after_fork() {
-    // SAFETY: taken by lock_for_fork.
-    unsafe { LARGE.raw_unlock() };
+/// The calling thread is the only thread of the process.
+pub unsafe fn after_fork_child() {
+    // SAFETY: per the contract.
+    if let Some(mut l) = unsafe { LARGE.take_orphan() } {
+        l.rebuild();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> Large {
+        Large {
+            table: ptr::null_mut(),
+            cap: 0,
+            len: 0,
+            cache: [0; CACHE_MAX],
+            cache_time: [0; CACHE_MAX],
+            cache_len: 0,
+            cache_bytes: 0,
+            released: [0; RELEASED_MAX],
+            released_next: 0,
+            live_bytes: 0,
+            allocs: 0,
+            frees: 0,
+            growing: ptr::null_mut(),
+            growing_cap: 0,
+        }
+    }
+
+    fn entry(addr: usize, usable: usize, state: State) -> Entry {
+        Entry {
+            addr,
+            usable,
+            state,
+        }
+    }
+
+    /// What a thread interrupted by `fork` in the middle of a grow and a backward shift leaves
+    /// behind: an entry in two slots, a torn one, half the entries still in the old table, and
+    /// a cache list that disagrees with the table. The rebuilt table has each block once.
+    #[test]
+    #[cfg_attr(miri, ignore)] // maps the new table
+    fn rebuild_after_an_interrupted_update() {
+        let ps = os::page_size();
+        let (a, b, c, d) = (100 * ps, 200 * ps, 300 * ps, 400 * ps);
+        let mut new_table = vec![EMPTY; 8];
+        new_table[1] = entry(a, 4 * ps, State::Live);
+        new_table[2] = entry(a, 4 * ps, State::Live);
+        new_table[3] = entry(b, 2 * ps, State::Cached);
+        new_table[5] = entry(d, 0, State::Live); // torn: no size
+        let mut old_table = vec![EMPTY; 4];
+        old_table[0] = entry(c, 8 * ps, State::Live);
+        old_table[2] = entry(a, 4 * ps, State::Live);
+        let mut l = empty();
+        l.table = new_table.as_mut_ptr();
+        l.cap = 8;
+        l.len = 1;
+        l.growing = old_table.as_mut_ptr();
+        l.growing_cap = 4;
+        l.cache_len = 3; // half-shifted list, naming a block that is not cached
+        l.cache[..3].copy_from_slice(&[c, b, b]);
+        l.live_bytes = 12345;
+        l.rebuild();
+        assert!(l.table != new_table.as_mut_ptr() && l.growing.is_null());
+        assert_eq!(l.len, 3);
+        for (addr, usable, state) in [
+            (a, 4 * ps, State::Live),
+            (b, 2 * ps, State::Cached),
+            (c, 8 * ps, State::Live),
+        ] {
+            let e = l.get(l.find(addr).expect("entry kept"));
+            assert!(e.usable == usable && e.state == state);
+        }
+        assert!(l.find(d).is_none(), "a torn entry is dropped");
+        assert_eq!(l.live_bytes, 12 * ps);
+        assert_eq!((l.cache_len, l.cached(0), l.cache_bytes), (1, b, 2 * ps));
+    }
 }

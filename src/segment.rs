@@ -411,18 +411,23 @@ fn release(seg: *mut Segment) {
     }
 }
 
-/// Take the segment-cache lock before `fork` (see `init`).
-pub fn lock_for_fork() {
-    SEG_CACHE.raw_lock();
-}
-
-/// Release the segment-cache lock after `fork`, in the parent and in the child.
+/// In the child of `fork` (see `init`): if a thread that did not follow into the child held
+/// the segment-cache lock, release it and empty the cache and the arena, which that thread
+/// may have left half updated. The cached segments and the rest of the arena stay mapped,
+/// unused (address space only: their pages were purged or are shared with the parent until
+/// written); nothing is ever handed out twice.
 ///
 /// # Safety
-/// [`lock_for_fork`] was called by the forking thread.
-pub unsafe fn unlock_after_fork() {
-    // SAFETY: taken by lock_for_fork in this thread (or its pre-fork self).
-    unsafe { SEG_CACHE.raw_unlock() };
+/// The calling thread is the only thread of the process.
+pub unsafe fn after_fork_child() {
+    // SAFETY: per the contract.
+    if let Some(mut c) = unsafe { SEG_CACHE.take_orphan() } {
+        c.len = 0;
+        c.arena_next = 0;
+        c.arena_end = 0;
+        CACHED.store(0, Ordering::Relaxed);
+        RESERVED.store(0, Ordering::Relaxed);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
