@@ -650,6 +650,23 @@ fn header_static() {
         .assert_ok_line();
 }
 
+/// Every replaceable C++ `operator new`/`delete` variant is mapalloc's (the blocks pass
+/// `mapalloc_malloc_usable_size`), honours its alignment, and has the standard's failure
+/// semantics: the new-handler loop, `std::bad_alloc`, null from the nothrow forms.
+#[test]
+fn cxx_new() {
+    let Some(outcome) = run_c_test("cxx_new.cpp", &[]) else {
+        return;
+    };
+    if env::var_os("MAPALLOC_TEST_PRELOAD_LIB").is_none() {
+        assert!(
+            outcome.stdout.contains("mapalloc blocks checked"),
+            "the operators are not mapalloc's; {}",
+            outcome.describe()
+        );
+    }
+}
+
 // ---- real programs, with and without the preload ----
 
 #[test]

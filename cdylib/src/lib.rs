@@ -11,8 +11,7 @@
 //! ```
 //!
 //! Built with `panic = "abort"` (release profile): nothing can unwind across `extern "C"`.
-//! C++ `operator new`/`delete` are not exported: libstdc++'s versions call `malloc`/`free`
-//! and keep the exact standard semantics (`std::bad_alloc`, the new-handler).
+//! The C++ allocation functions (every replaceable `operator new`/`delete`) are in `cxx`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 // Without `std` (whenever panics abort, as in the release profile): `std`'s panic machinery
@@ -33,6 +32,8 @@ unsafe extern "C" {}
 fn panic(_: &core::panic::PanicInfo) -> ! {
     c_api::panicked()
 }
+
+mod cxx;
 
 use core::ffi::{c_int, c_void};
 use mapalloc::c_api;
