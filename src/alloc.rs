@@ -79,6 +79,71 @@ pub unsafe fn free(p: *mut u8, size: usize) {
     }
 }
 
+/// Free `p` for C++'s sized and aligned `operator delete`: `size` (0: none given) must be the
+/// size the block was allocated with, `align` (0: none given) its alignment. An alignment the
+/// pointer lacks aborts (`aligned delete of 0x... with an alignment the block lacks`), and so
+/// does a size that does not lead to the block (`sized delete of 0x... with the wrong size`):
+/// in strict mode the exact requested size, which the canary records; in the default mode a
+/// size whose class is not the block's (for large blocks, a size that would not have been
+/// served by this block: a class size, or one that does not fit in it with at most half its
+/// pages spare, as the large-block cache allows). Deleting an object through a base class of
+/// another size, or `new[]` with `delete` of a type with a destructor (the array cookie), lands
+/// here. A pointer that is not a live block goes on to `free`, which names the fault.
+///
+/// # Safety
+/// As [`free`].
+pub unsafe fn free_exact(p: *mut u8, size: usize, align: usize) {
+    if p.is_null() {
+        return;
+    }
+    if align != 0 && (!align.is_power_of_two() || (p as usize) % align != 0) {
+        os::fatal_ptr_then(
+            "aligned delete of",
+            p as usize,
+            " with an alignment the block lacks",
+        );
+    }
+    // SAFETY: `p` is non-null and, per the contract, a pointer of ours (else `free` aborts).
+    if size != 0 && unsafe { !size_leads_to(p, size, align.max(MIN_ALIGN)) } {
+        os::fatal_ptr_then("sized delete of", p as usize, " with the wrong size");
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free(p, 0) }
+}
+
+/// Whether a request of `size` bytes aligned to `align` could have returned the block at `p`
+/// (true when `p` is not a live block: `free` reports that).
+///
+/// # Safety
+/// `p` is non-null.
+unsafe fn size_leads_to(p: *mut u8, size: usize, align: usize) -> bool {
+    if config::strict() {
+        // SAFETY: forwarded contract.
+        return unsafe { strict::requested_size(p) }.is_none_or(|n| n == size);
+    }
+    let class = if align <= MIN_ALIGN {
+        (size <= MAX_CLASS_SIZE).then(|| size_class::class_of(size))
+    } else if align <= MAX_MEDIUM_SIZE {
+        size_class::class_for_aligned(size, align)
+    } else {
+        None
+    };
+    match segment::segment_of(p as usize) {
+        // SAFETY: `seg` contains `p`.
+        Some(seg) => match unsafe { heap::usable_size(seg, p) } {
+            Some(block) => class.is_some_and(|c| size_class::class_size(c) == block),
+            None => true,
+        },
+        None => match large::usable_size(p) {
+            Some(block) => {
+                let need = os::page_round_up(size).unwrap_or(usize::MAX);
+                class.is_none() && need <= block && block - need <= need / 2
+            }
+            None => true,
+        },
+    }
+}
+
 /// Usable size of the live block at `p` (0 for null). Aborts for a pointer that is not a
 /// live block of ours.
 ///

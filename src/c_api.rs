@@ -90,6 +90,17 @@ pub unsafe fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     unsafe { alloc::free(p.cast(), size) }
 }
 
+/// The sized and aligned C++ `operator delete` forms: see [`alloc::free_exact`] (0 for a
+/// size or alignment the form does not pass).
+///
+/// # Safety
+/// As [`free_sized`], and `align` is the alignment the block was allocated with.
+#[inline]
+pub unsafe fn cxx_delete(p: *mut c_void, size: usize, align: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { alloc::free_exact(p.cast(), size, align) }
+}
+
 /// `realloc`.
 ///
 /// # Safety

@@ -1090,6 +1090,16 @@ unsafe fn info(p: *const u8) -> Option<(usize, usize, bool)> {
     }
 }
 
+/// The size the live block at `p` was requested with (its canary is checked on the way),
+/// `None` when `p` is not a live block of ours.
+///
+/// # Safety
+/// `p` is non-null.
+pub unsafe fn requested_size(p: *const u8) -> Option<usize> {
+    // SAFETY: forwarded contract.
+    unsafe { info(p) }.map(|(_, n, _)| n)
+}
+
 /// `alloc::usable_size` in strict mode: the requested size (the slack holds the canary).
 ///
 /// # Safety

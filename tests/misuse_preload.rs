@@ -1,4 +1,4 @@
-//! Misuse guarantees of `libmapalloc.so`, one small C program each (`tests/c/misuse/*.c`),
+//! Misuse guarantees of `libmapalloc.so`, one small C or C++ program each (`tests/c/misuse/`),
 //! run as a child process under `LD_PRELOAD`. A program commits one misuse and must die:
 //! `SIGABRT` after exactly one line `mapalloc: <what> <address>` on stderr, or `SIGSEGV` at
 //! the expected address for a guard hit. The programs print the address the message must name
@@ -24,6 +24,8 @@ use common::preload::{self, root, run, target_dir};
 enum Expect {
     /// `SIGABRT` and stderr exactly `<message> <ptr>`.
     Abort(&'static str),
+    /// `SIGABRT` and stderr exactly `<message> <ptr><then>`.
+    AbortThen(&'static str, &'static str),
     /// `SIGSEGV` at exactly the address the program printed as `expect=`.
     FaultAt,
     /// `SIGSEGV` at an address in `[low, high)` as printed by the program.
@@ -84,6 +86,25 @@ const CASES: &[(&str, Expect)] = &[
         "sized_free_too_large",
         Abort("mapalloc: sized free with a size larger than the block at"),
     ),
+    (
+        "sized_delete_base_class",
+        AbortThen("mapalloc: sized delete of", " with the wrong size"),
+    ),
+    (
+        "sized_delete_array_as_scalar",
+        AbortThen("mapalloc: sized delete of", " with the wrong size"),
+    ),
+    (
+        "sized_delete_large",
+        AbortThen("mapalloc: sized delete of", " with the wrong size"),
+    ),
+    (
+        "aligned_delete_wrong_alignment",
+        AbortThen(
+            "mapalloc: aligned delete of",
+            " with an alignment the block lacks",
+        ),
+    ),
     ("guard_large_overflow", FaultAt),
     ("guard_large_overflow_mlocked", FaultAt),
     ("guard_large_after_mremap", FaultAt),
@@ -94,12 +115,15 @@ const CASES: &[(&str, Expect)] = &[
     ("guard_segment_after_purge", FaultAt),
 ];
 
-/// Compiles tests/c/misuse/<name>.c into target/misuse-tests/<tag>/<name>.
+/// Compiles tests/c/misuse/<name>.c (or `.cpp`) into target/misuse-tests/<tag>/<name>.
 fn compile(name: &str, tag: &str) -> PathBuf {
-    preload::compile_c(
-        &format!("misuse/{name}.c"),
-        &target_dir().join("misuse-tests").join(tag),
-    )
+    let cxx = format!("misuse/{name}.cpp");
+    let src = if root().join("tests/c").join(&cxx).is_file() {
+        cxx
+    } else {
+        format!("misuse/{name}.c")
+    };
+    preload::compile_c(&src, &target_dir().join("misuse-tests").join(tag))
 }
 
 /// The value of the `key=` line the program printed on stdout.
@@ -134,6 +158,11 @@ fn check_case(name: &str, expect: Expect, env: &[(&str, &str)], tag: &str) {
         Abort(message) => {
             assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{ctx}");
             let want = format!("{message} {:#x}", printed(&stdout, "ptr", name));
+            assert_eq!(stderr.trim_end_matches('\n'), want, "{ctx}");
+        }
+        AbortThen(message, then) => {
+            assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{ctx}");
+            let want = format!("{message} {:#x}{then}", printed(&stdout, "ptr", name));
             assert_eq!(stderr.trim_end_matches('\n'), want, "{ctx}");
         }
         FaultAt
@@ -213,7 +242,10 @@ fn every_program_is_a_case() {
         .expect("read tests/c/misuse")
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
-            Some(name.strip_suffix(".c")?.to_owned())
+            let stem = name
+                .strip_suffix(".c")
+                .or_else(|| name.strip_suffix(".cpp"))?;
+            Some(stem.to_owned())
         })
         .collect();
     sources.sort();
@@ -262,6 +294,10 @@ cases! {
     usable_size_freed_large
     usable_size_invalid
     sized_free_too_large
+    sized_delete_base_class
+    sized_delete_array_as_scalar
+    sized_delete_large
+    aligned_delete_wrong_alignment
     guard_large_overflow
     guard_large_overflow_mlocked
     guard_large_after_mremap

@@ -75,8 +75,8 @@ trampoline!(
 );
 
 /// Export a delete variant. `$p`, `$size`, `$align` name the arguments it has (in order);
-/// the others are passed as 0 to `c_api::free_aligned_sized` (0 size: unchecked; alignment
-/// 0: unchecked).
+/// the others are passed as 0 to `c_api::cxx_delete` (0 size: unchecked; alignment 0:
+/// unchecked).
 macro_rules! delete {
     ($name:ident($($arg:ident: $ty:ty),*) => $size:expr, $align:expr) => {
         /// # Safety
@@ -85,7 +85,7 @@ macro_rules! delete {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name(p: *mut c_void $(, $arg: $ty)*) {
             // SAFETY: the caller's contract.
-            unsafe { c_api::free_aligned_sized(p, $align, $size) }
+            unsafe { c_api::cxx_delete(p, $size, $align) }
         }
     };
 }

@@ -871,11 +871,19 @@ fn fatal_errno(msg: &str, e: i32) -> ! {
 /// Abort after printing `mapalloc: <what> <ptr>`, e.g. `mapalloc: double free of 0x7f...`.
 #[cold]
 pub fn fatal_ptr(what: &str, p: usize) -> ! {
+    fatal_ptr_then(what, p, "")
+}
+
+/// Abort after printing `mapalloc: <what> <ptr><then>`, e.g. `mapalloc: sized delete of
+/// 0x7f... with the wrong size` (`then` starts with its own space).
+#[cold]
+pub fn fatal_ptr_then(what: &str, p: usize, then: &str) -> ! {
     let mut l = Line::new();
     l.str("mapalloc: ")
         .str(what)
         .str(" ")
         .hex(p)
+        .str(then)
         .str("\n")
         .write();
     // SAFETY: abort has no preconditions.

@@ -50,14 +50,20 @@ pub fn library() -> &'static Path {
     })
 }
 
-/// Compiles tests/c/<src> (C, `cc -O1 -Wall -Wextra -Werror -pthread -ldl`) into `dir`.
+/// Compiles tests/c/<src> (C, `cc -O1 -Wall -Wextra -Werror -pthread -ldl`; C++ with `c++`
+/// and `-std=gnu++17` for a `.cpp` source) into `dir`.
 pub fn compile_c(src: &str, dir: &Path) -> PathBuf {
     fs::create_dir_all(dir).expect("create bin dir");
     let path = root().join("tests/c").join(src);
     let stem = Path::new(src).file_stem().expect("file stem");
     let out = dir.join(stem);
-    let res = Command::new("cc")
-        .args(["-O1", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror"])
+    let (compiler, std) = if src.ends_with(".cpp") {
+        ("c++", "-std=gnu++17")
+    } else {
+        ("cc", "-std=gnu11")
+    };
+    let res = Command::new(compiler)
+        .args(["-O1", "-g", std, "-Wall", "-Wextra", "-Werror"])
         .args(["-pthread", "-fno-builtin"])
         .arg(&path)
         .arg("-o")
@@ -65,7 +71,7 @@ pub fn compile_c(src: &str, dir: &Path) -> PathBuf {
         .arg("-ldl")
         .env_remove("LD_PRELOAD")
         .output()
-        .expect("run cc (install gcc)");
+        .expect("run the C/C++ compiler (install gcc, g++)");
     assert!(
         res.status.success(),
         "compiling {} failed:\n{}",

@@ -10,7 +10,9 @@
 #ifndef MISUSE_H
 #define MISUSE_H
 
+#ifndef _GNU_SOURCE /* g++ defines it already */
 #define _GNU_SOURCE
+#endif
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
