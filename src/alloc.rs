@@ -7,16 +7,18 @@
 use core::ptr;
 
 use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
-use crate::{config, heap, large, os, segment, strict};
+use crate::{config, heap, large, os, segment, strict, zero};
 
 /// Allocate `size` bytes, 16-byte aligned. Null when out of memory or impossible.
-#[inline]
+#[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if config::strict() {
         return strict::malloc(size);
     }
     if size <= MAX_CLASS_SIZE {
-        heap::alloc(size_class::class_of(size))
+        // Size 0 maps to `ZERO_CLASS`, whose queue is always empty: `heap` hands it to `zero`
+        // on its slow path, so the fast path pays nothing for it.
+        heap::alloc(size_class::class_or_zero(size))
     } else {
         large::alloc(size, 0)
     }
@@ -26,6 +28,9 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[inline]
 pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
+    if size == 0 {
+        return zero_size(align);
+    }
     if config::strict() {
         return strict::malloc_aligned(size, align);
     }
@@ -42,6 +47,9 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
 
 /// Allocate `size` zeroed bytes aligned to `align` (a power of two).
 pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if size == 0 {
+        return zero_size(align);
+    }
     if config::strict() {
         return strict::malloc_zeroed(size, align);
     }
@@ -55,6 +63,18 @@ pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
         unsafe { ptr::write_bytes(p, 0, size) };
     }
     p
+}
+
+/// A zero-size block (see `zero`): an inaccessible slot, or a 1-byte block when no slot can be
+/// had.
+#[cold]
+#[inline(never)]
+pub(crate) fn zero_size(align: usize) -> *mut u8 {
+    let p = zero::alloc(align);
+    if !p.is_null() {
+        return p;
+    }
+    malloc_aligned(1, align)
 }
 
 /// Free `p` (null is a no-op). `size`, when non-zero, is the size the caller says it
@@ -75,6 +95,7 @@ pub unsafe fn free(p: *mut u8, size: usize) {
     match segment::segment_of(p as usize) {
         // SAFETY: `seg` contains `p`.
         Some(seg) => unsafe { heap::free(seg, p, size) },
+        None if zero::contains(p) => zero::free(p, size),
         None => large::free(p, size),
     }
 }
@@ -153,6 +174,17 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     if p.is_null() {
         return 0;
     }
+    if zero::contains(p) {
+        return if zero::is_live(p) {
+            0
+        } else {
+            misuse(
+                "malloc_usable_size of freed pointer",
+                "malloc_usable_size of invalid pointer",
+                p as usize,
+            )
+        };
+    }
     if config::strict() {
         // SAFETY: forwarded contract.
         return unsafe { strict::usable_size(p) };
@@ -178,6 +210,21 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 /// # Safety
 /// `p` is a live block of this allocator allocated with alignment `align` or less.
 pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    if zero::contains(p) {
+        if !zero::is_live(p) {
+            misuse(
+                "realloc of freed pointer",
+                "realloc of invalid pointer",
+                p as usize,
+            );
+        }
+        // Nothing to copy: a fresh block, and the slot goes.
+        let q = malloc_aligned(size, align);
+        if !q.is_null() {
+            zero::free(p, 0);
+        }
+        return q;
+    }
     if config::strict() {
         // SAFETY: forwarded contract.
         return unsafe { strict::realloc(p, size, align) };
@@ -224,6 +271,11 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 pub(crate) fn misuse(freed: &str, invalid: &str, p: usize) -> ! {
+    if zero::contains(p as *const u8) {
+        // A slot's start that is not live was a zero-size block; anything else in the
+        // reservation never was a block.
+        os::fatal_ptr(if p % 16 == 0 { freed } else { invalid }, p)
+    }
     let was_freed = match segment::segment_of(p) {
         // A segment may have been mapped where a large block was unmapped (see
         // `heap::bad_free`).

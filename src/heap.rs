@@ -58,7 +58,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::remote::{self, Block, NOTIFIED};
 use crate::segment::{self, Kind, NUM_KINDS, Page, Segment};
-use crate::size_class::{NUM_CLASSES, class_size};
+use crate::size_class::{MIN_ALIGN, NUM_CLASSES, ZERO_CLASS, class_size};
 use crate::{large, os};
 
 /// Per-class arrays have a power-of-two length and are indexed with `slot(class)`, so no
@@ -489,6 +489,16 @@ const EXTEND_BYTES: usize = 4096;
 #[cold]
 #[inline(never)]
 unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
+    if cls == ZERO_CLASS {
+        // A zero-size request (see `size_class::class_or_zero`): an inaccessible slot, or a
+        // block of the smallest class when no slot can be had.
+        let p = crate::zero::alloc(MIN_ALIGN);
+        if p.is_null() {
+            // SAFETY: the caller owns `h`.
+            return unsafe { heap_alloc(h, 0) };
+        }
+        return p;
+    }
     // SAFETY: the caller owns `h`; every page reached is owned by it.
     unsafe {
         if purge_tick(h) {

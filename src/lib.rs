@@ -62,6 +62,7 @@ mod stats;
 mod strict;
 mod sync;
 mod tls;
+mod zero;
 
 pub use config::{Config, ConfigError};
 pub use global::MapAlloc;

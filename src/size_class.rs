@@ -84,6 +84,23 @@ pub const fn class_of(size: usize) -> usize {
     }
 }
 
+/// The class index that stands for zero-size requests (see `zero`): past every real class,
+/// within the heap's power-of-two queue array, whose queue for it stays empty.
+pub const ZERO_CLASS: usize = NUM_CLASSES.next_power_of_two() - 1;
+const _: () = assert!(ZERO_CLASS >= NUM_CLASSES);
+
+/// [`class_of`], except that 0 gives [`ZERO_CLASS`]: `(size + 15) / 16 - 1` wraps for 0, and
+/// the mask takes the wrapped value to `ZERO_CLASS` (sizes up to 128 are the classes 0..=7,
+/// well below the mask).
+#[inline(always)]
+pub const fn class_or_zero(size: usize) -> usize {
+    if size <= 128 {
+        size.div_ceil(16).wrapping_sub(1) & ZERO_CLASS
+    } else {
+        class_of(size)
+    }
+}
+
 /// Block size of class `c`.
 #[inline(always)]
 pub fn class_size(c: usize) -> usize {

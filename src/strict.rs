@@ -937,6 +937,10 @@ fn alloc_large(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 /// `alloc::malloc` in strict mode.
 #[inline(never)]
 pub fn malloc(size: usize) -> *mut u8 {
+    if size == 0 {
+        // An inaccessible slot, as in the default mode (see `zero`).
+        return crate::alloc::zero_size(MIN_ALIGN);
+    }
     if size < MAX_CLASS_SIZE {
         alloc_class(size_class::class_of(size + 1), size)
     } else {
@@ -983,6 +987,7 @@ pub unsafe fn free(p: *mut u8, size: usize) {
     match segment::segment_of(p as usize) {
         // SAFETY: `seg` contains `p`.
         Some(seg) => unsafe { free_class(seg, p, size) },
+        None if crate::zero::contains(p) => crate::zero::free(p, size),
         None => free_large(p, size),
     }
 }

@@ -105,6 +105,9 @@ const CASES: &[(&str, Expect)] = &[
             " with an alignment the block lacks",
         ),
     ),
+    ("zero_size_write", FaultAt),
+    ("zero_size_read_after_free", FaultAt),
+    ("zero_size_double_free", Abort("mapalloc: double free of")),
     ("guard_large_overflow", FaultAt),
     ("guard_large_overflow_mlocked", FaultAt),
     ("guard_large_after_mremap", FaultAt),
@@ -298,6 +301,9 @@ cases! {
     sized_delete_array_as_scalar
     sized_delete_large
     aligned_delete_wrong_alignment
+    zero_size_write
+    zero_size_read_after_free
+    zero_size_double_free
     guard_large_overflow
     guard_large_overflow_mlocked
     guard_large_after_mremap

@@ -408,6 +408,11 @@ fn resolve() {
 }
 
 #[test]
+fn zero_size() {
+    run_c_test("zero_size.c", &[]);
+}
+
+#[test]
 fn threads_exchange() {
     run_c_test("threads_exchange.c", &[]);
 }
