@@ -55,7 +55,9 @@ void *mapalloc_reallocarray(void *ptr, size_t n, size_t size) MAPALLOC_SIZE2(2, 
  * Returns 0, EINVAL or ENOMEM; *memptr is written only on success. */
 int mapalloc_posix_memalign(void **memptr, size_t alignment, size_t size);
 
-/* Allocate with a power-of-two alignment; NULL with EINVAL for other alignments. */
+/* Allocate with an alignment taken as glibc 2.36 takes it: 16 or less (0 too) is
+ * mapalloc_malloc, one that is not a power of two is rounded up to the next; NULL with
+ * EINVAL only above SIZE_MAX / 2 + 1, NULL with ENOMEM for one too large to serve. */
 void *mapalloc_aligned_alloc(size_t alignment, size_t size)
     MAPALLOC_MALLOC MAPALLOC_ALIGN(1) MAPALLOC_SIZE(2);
 

@@ -11,8 +11,10 @@
 //! - `calloc` and `reallocarray` check the multiplication for overflow;
 //! - `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees `p` and returns null (as glibc);
 //!   a failed `realloc` leaves the old block intact;
-//! - `aligned_alloc` and `memalign` need a power-of-two alignment (else `EINVAL`);
-//!   `posix_memalign` also a multiple of `sizeof(void *)`; `valloc` and `pvalloc`
+//! - `aligned_alloc` and `memalign` take alignments as glibc 2.36 does: 16 or less (0 too)
+//!   is `malloc`, one that is not a power of two is rounded up to the next, and only one above
+//!   `SIZE_MAX / 2 + 1` is `EINVAL`; `posix_memalign` needs a power of two that is a multiple
+//!   of `sizeof(void *)` (else `EINVAL`); `valloc` and `pvalloc`
 //!   page-align, `pvalloc` rounds the size up to whole pages (`pvalloc(0)` is one page);
 //! - `malloc_usable_size(NULL)` is 0, and every byte it reports may be used;
 //! - heap misuse (double free, invalid pointer) aborts with one line on stderr.
@@ -151,12 +153,25 @@ pub unsafe fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize
     0
 }
 
-/// `aligned_alloc`: `align` must be a power of two.
+/// The alignment glibc's `memalign` (2.36, which `aligned_alloc` shares) serves for `align`:
+/// one of at most 16 (0 included) is plain `malloc`'s, one that is not a power of two is
+/// rounded up to the next; `None` (`EINVAL`) only above `SIZE_MAX / 2 + 1`, where there is no
+/// next power of two.
+fn glibc_alignment(align: usize) -> Option<usize> {
+    if align <= size_class::MIN_ALIGN {
+        Some(size_class::MIN_ALIGN)
+    } else {
+        align.checked_next_power_of_two()
+    }
+}
+
+/// `aligned_alloc`: glibc 2.36's rules (see [`glibc_alignment`]); an alignment that cannot be
+/// served (2^62, say) is `ENOMEM`.
 pub fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    if !align.is_power_of_two() {
+    let Some(align) = glibc_alignment(align) else {
         set_errno(libc::EINVAL);
         return core::ptr::null_mut();
-    }
+    };
     enomem_if_null(alloc::malloc_aligned(size, align))
 }
 

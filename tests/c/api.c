@@ -6,8 +6,6 @@
  * Without options every check is strict (the semantics mapalloc promises).
  * --host-libc relaxes the few checks that are deliberately stricter than
  * glibc 2.36 so that this program can be validated against the host libc:
- *   - aligned_alloc/memalign with an alignment that is not a power of two
- *     (glibc rounds it up; mapalloc returns NULL + EINVAL);
  *   - free_sized, free_aligned_sized and __posix_memalign may be missing.
  *
  * All allocator functions are called through volatile function pointers
@@ -683,18 +681,32 @@ static void test_aligned_fn(aligned_fn fn, const char *name)
         f_free(ps[i]);
     }
 
-    if (!host_libc) {
-        /* project choice (glibc >= 2.38 for aligned_alloc; stricter than
-         * glibc for memalign, which rounds up): reject non-powers of two */
-        static const size_t bad[] = {0, 3, 12, 24, 48, 100, 4097, ((size_t)1 << 20) + 16, SIZE_MAX};
-        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    /* glibc 2.36's rules (mapalloc follows them): an alignment of 16 or less,
+     * 0 included, is malloc's; one that is not a power of two is rounded up to
+     * the next; only one above SIZE_MAX / 2 + 1 is EINVAL. */
+    static const size_t odd[] = {0, 1, 3, 8, 12, 24, 48, 100, 4097, 12288, ((size_t)1 << 20) + 16};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        size_t want = 16;
+        while (want < odd[i])
+            want *= 2;
+        for (size_t n = 0; n <= 4096; n += 4096) {
             errno = 0;
-            void *p = fn(bad[i], 64);
-            CHECK(p == NULL, "%s(%zu, 64) = %p, want NULL", name, bad[i], p);
-            CHECK(errno == EINVAL, "%s(%zu, 64): errno %d, want EINVAL", name, bad[i], errno);
-            if (p)
-                f_free(p);
+            void *p = fn(odd[i], n);
+            REQUIRE(p != NULL, "%s(%zu, %zu) failed (errno %d)", name, odd[i], n, errno);
+            CHECK(aligned(p, want), "%s(%zu, %zu) = %p, want %zu-aligned", name, odd[i], n, p, want);
+            fill(p, n, 7);
+            CHECK(verify(p, n, 7) == n, "%s(%zu, %zu) block corrupted", name, odd[i], n);
+            f_free(p);
         }
+    }
+    static const size_t bad[] = {((size_t)1 << 63) + 1, SIZE_MAX - 4095, SIZE_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        void *p = fn(bad[i], 64);
+        CHECK(p == NULL, "%s(%zu, 64) = %p, want NULL", name, bad[i], p);
+        CHECK(errno == EINVAL, "%s(%zu, 64): errno %d, want EINVAL", name, bad[i], errno);
+        if (p)
+            f_free(p);
     }
     static const size_t nomem[][2] = {
         {16, SIZE_MAX},
