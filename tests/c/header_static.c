@@ -256,15 +256,24 @@ int main(void)
         p = sentinel;
         int rc = m_posix_memalign(&p, 64, SIZE_MAX - 10);
         CHECK(rc == ENOMEM && p == sentinel, "mapalloc_posix_memalign(huge) = %d, *memptr %p", rc, p);
-        static const size_t bad2[] = {3, 24, 100, 4097};
-        for (size_t i = 0; i < sizeof bad2 / sizeof bad2[0]; i++) {
-            errno = 0;
-            p = m_aligned_alloc(bad2[i], 64);
-            CHECK(p == NULL && errno == EINVAL, "mapalloc_aligned_alloc(%zu) = %p errno %d", bad2[i], p, errno);
-            errno = 0;
-            p = m_memalign(bad2[i], 64);
-            CHECK(p == NULL && errno == EINVAL, "mapalloc_memalign(%zu) = %p errno %d", bad2[i], p, errno);
+        /* glibc 2.36's rules: not a power of two rounds up; EINVAL only when
+         * no power of two is left */
+        static const size_t odd[] = {0, 3, 24, 100, 4097};
+        static const size_t want[] = {16, 16, 32, 128, 8192};
+        for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+            p = m_aligned_alloc(odd[i], 64);
+            CHECK(p != NULL && (uintptr_t)p % want[i] == 0, "mapalloc_aligned_alloc(%zu) = %p", odd[i], p);
+            m_free(p);
+            p = m_memalign(odd[i], 64);
+            CHECK(p != NULL && (uintptr_t)p % want[i] == 0, "mapalloc_memalign(%zu) = %p", odd[i], p);
+            m_free(p);
         }
+        errno = 0;
+        p = m_aligned_alloc(SIZE_MAX, 64);
+        CHECK(p == NULL && errno == EINVAL, "mapalloc_aligned_alloc(SIZE_MAX) = %p errno %d", p, errno);
+        errno = 0;
+        p = m_memalign(((size_t)1 << 63) + 1, 64);
+        CHECK(p == NULL && errno == EINVAL, "mapalloc_memalign(2^63 + 1) = %p errno %d", p, errno);
     }
 
     /* valloc / pvalloc */
