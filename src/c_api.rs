@@ -294,11 +294,23 @@ pub fn stats_print() {
     stats::print();
 }
 
-/// Print the summary at exit when `MAPALLOC_STATS` (or [`crate::configure`]) asks for it.
+/// Print the summary at exit when `MAPALLOC_STATS` (or [`crate::configure`]) asks for it: to
+/// the file `MAPALLOC_STATS_FILE` names when set (created now, so a forked child writes its
+/// own under `%p`), else to stderr.
 pub extern "C" fn exit_report() {
     crate::config::load();
-    if crate::config::stats_at_exit() {
-        stats_print();
+    if !crate::config::stats_at_exit() {
+        return;
+    }
+    let mut name = [0u8; os::PATH_MAX];
+    let file = crate::config::stats_file(&mut name)
+        .and_then(|n| os::create_report_file(name.get(..n).unwrap_or(&[])));
+    match file {
+        Some(fd) => {
+            stats::print_to(os::Sink::Fd(fd));
+            os::close_report_file(fd);
+        }
+        None => stats_print(),
     }
 }
 

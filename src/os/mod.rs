@@ -24,5 +24,7 @@
 //! files call the kernel.
 
 mod linux;
+mod report;
 
 pub use linux::*;
+pub use report::*;
