@@ -739,4 +739,3 @@ pub fn now_ms() -> u64 {
         .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
         .max(1)
 }
-

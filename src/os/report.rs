@@ -65,10 +65,7 @@ pub fn keep_stderr() {
             Some((dev, ino)) => {
                 SAVED_DEV.store(dev, Relaxed);
                 SAVED_INO.store(ino, Relaxed);
-                if SAVED_FD
-                    .compare_exchange(-1, fd, Relaxed, Relaxed)
-                    .is_err()
-                {
+                if SAVED_FD.compare_exchange(-1, fd, Relaxed, Relaxed).is_err() {
                     // Another thread was quicker.
                     // SAFETY: `fd` is ours and unused.
                     unsafe { libc::close(fd) };
@@ -375,4 +372,43 @@ pub fn fatal_ptr_then(what: &str, p: usize, then: &str) -> ! {
         .write();
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(p: &str, pid: u32) -> Option<String> {
+        let mut out = [0u8; PATH_MAX];
+        let n = expand_path(p.as_bytes(), pid, &mut out)?;
+        assert_eq!(out[n], 0, "NUL-terminated");
+        Some(String::from_utf8(out[..n].to_vec()).expect("utf-8"))
+    }
+
+    #[test]
+    fn report_file_names() {
+        assert_eq!(
+            expand("/tmp/s.%p.txt", 4242).as_deref(),
+            Some("/tmp/s.4242.txt")
+        );
+        assert_eq!(expand("%p%p", 0).as_deref(), Some("00"));
+        assert_eq!(expand("a%%p", 7).as_deref(), Some("a%p"));
+        assert_eq!(expand("50%", 7).as_deref(), Some("50%"), "a lone % stays");
+        assert_eq!(expand("x%q", 7).as_deref(), Some("x%q"));
+        assert_eq!(expand("%p", u32::MAX).as_deref(), Some("4294967295"));
+        assert_eq!(expand("a\0b", 1), None, "an embedded NUL");
+        let long = "x".repeat(PATH_MAX - 1);
+        assert_eq!(expand(&long, 1).map(|s| s.len()), Some(PATH_MAX - 1));
+        assert_eq!(expand(&format!("{long}y"), 1), None, "no room for the NUL");
+        let near = "x".repeat(PATH_MAX - 3);
+        assert!(
+            expand(&format!("{near}%p"), 12).is_some(),
+            "4095 bytes and the NUL fit"
+        );
+        assert_eq!(
+            expand(&format!("{near}%p"), 123),
+            None,
+            "the pid pushes it over"
+        );
+    }
 }
