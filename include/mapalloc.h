@@ -5,7 +5,8 @@
  *  - Preload: LD_PRELOAD=/path/to/libmapalloc.so program
  *    replaces malloc, free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc,
  *    memalign, valloc, pvalloc, malloc_usable_size, free_sized, free_aligned_sized,
- *    malloc_trim, mallinfo, mallinfo2, malloc_stats (and glibc's __libc_* names).
+ *    malloc_trim, mallinfo, mallinfo2, malloc_stats, mallopt, malloc_info (and glibc's
+ *    __libc_* names), and every replaceable C++ operator new and delete.
  *  - Link: include this header and call the mapalloc_* functions, linking libmapalloc.a
  *    (add -lpthread -ldl -lm) or libmapalloc.so.
  *
@@ -86,6 +87,15 @@ int mapalloc_malloc_trim(size_t pad);
 
 /* Print a short summary of the allocator's counters to stderr. */
 void mapalloc_stats_print(void);
+
+/* glibc's mallopt: 1 for a <malloc.h> parameter (M_MXFAST ... M_ARENA_MAX) with a value
+ * glibc accepts, 0 otherwise. None changes mapalloc's behaviour (see the README). */
+int mapalloc_mallopt(int param, int value);
+
+/* glibc's malloc_info: the statistics as glibc's XML (<malloc version="1">) written to fp.
+ * options must be 0 (else -1 with EINVAL); 0 on success, -1 when writing failed. fp is a
+ * FILE * (declared void * so that this header needs no <stdio.h>). */
+int mapalloc_malloc_info(int options, void *fp);
 
 #ifdef __cplusplus
 }

@@ -289,16 +289,137 @@ pub fn mallinfo() -> Mallinfo {
     }
 }
 
+/// glibc's `mallopt` parameters (`<malloc.h>`).
+pub mod m {
+    pub const MXFAST: i32 = 1;
+    pub const NLBLKS: i32 = 2;
+    pub const GRAIN: i32 = 3;
+    pub const KEEP: i32 = 4;
+    pub const TRIM_THRESHOLD: i32 = -1;
+    pub const TOP_PAD: i32 = -2;
+    pub const MMAP_THRESHOLD: i32 = -3;
+    pub const MMAP_MAX: i32 = -4;
+    pub const CHECK_ACTION: i32 = -5;
+    pub const PERTURB: i32 = -6;
+    pub const ARENA_TEST: i32 = -7;
+    pub const ARENA_MAX: i32 = -8;
+}
+
+/// `mallopt`: 1 for a parameter of glibc's `<malloc.h>` with a value glibc 2.36 accepts, 0
+/// for any other parameter or value. mapalloc honours none of them: its design has no
+/// fastbins, arenas, heap top or `mmap` threshold to tune, and its own settings are the
+/// `MAPALLOC_*` variables. The README lists each parameter and what mapalloc does instead.
+/// The one value glibc 2.36 refuses, and so does this: `M_MXFAST` outside 0..=160 (its
+/// largest fastbin size on 64-bit systems).
+pub fn mallopt(param: i32, value: i32) -> i32 {
+    let ok = match param {
+        m::MXFAST => (0..=160).contains(&value),
+        m::NLBLKS | m::GRAIN | m::KEEP => true,
+        m::TRIM_THRESHOLD | m::TOP_PAD | m::MMAP_THRESHOLD | m::MMAP_MAX => true,
+        m::CHECK_ACTION | m::PERTURB | m::ARENA_TEST | m::ARENA_MAX => true,
+        _ => false,
+    };
+    ok as i32
+}
+
+/// `malloc_info`: mapalloc's statistics as glibc's XML (`<malloc version="1">`, one
+/// `<heap nr="0">` for all of mapalloc's memory, then the process totals), written to `fp`
+/// with `fwrite`. `options` must be 0: otherwise -1 with `errno` `EINVAL`, as the manual page
+/// says (glibc 2.36 itself returns `EINVAL` and leaves `errno`); 0 on success, -1 (errno from
+/// stdio) when writing failed.
+///
+/// The fields, in glibc's terms: `<sizes>` is empty (mapalloc keeps no count of free blocks
+/// by size; `mapalloc_stats_print` shows its classes); `total type="rest"` is the free space
+/// of segments plus freed large blocks kept for reuse (`count`: cached segments and cached
+/// large blocks), `total type="mmap"` the live large blocks, `system` the bytes that may be
+/// resident (`max` the same: no peak is kept), `aspace total` every byte mapped (reservations
+/// included) and `aspace mprotect` the mapped bytes that are not guards.
+///
+/// # Safety
+/// `fp` is a valid, open `FILE *`.
+pub unsafe fn malloc_info(options: i32, fp: *mut libc::FILE) -> i32 {
+    if options != 0 || fp.is_null() {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    let s = summary();
+    let large_live = s.large_allocs.saturating_sub(s.large_frees);
+    let rest_count = s.segments_cached + s.large_blocks.saturating_sub(large_live);
+    let rest_size = s.segment_bytes.saturating_sub(s.small_live_bytes) + s.large_cached_bytes;
+    let accessible = s.mapped_bytes.saturating_sub(s.guard_bytes);
+    let put = |l: &os::Line| -> bool {
+        let b = l.as_bytes();
+        // SAFETY: `b` is valid for `b.len()` bytes; the caller guarantees `fp`.
+        unsafe { libc::fwrite(b.as_ptr().cast(), 1, b.len(), fp) == b.len() }
+    };
+    let total = |l: &mut os::Line, kind: &str, count: u64, size: u64| {
+        l.str("<total type=\"")
+            .str(kind)
+            .str("\" count=\"")
+            .dec(count)
+            .str("\" size=\"")
+            .dec(size)
+            .str("\"/>\n");
+    };
+    let sized = |l: &mut os::Line, tag: &str, kind: &str, size: u64| {
+        l.str("<")
+            .str(tag)
+            .str(" type=\"")
+            .str(kind)
+            .str("\" size=\"")
+            .dec(size)
+            .str("\"/>\n");
+    };
+    let mut ok = true;
+    let mut l = os::Line::new();
+    l.str("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n");
+    total(&mut l, "fast", 0, 0);
+    total(&mut l, "rest", rest_count, rest_size);
+    ok &= put(&l);
+    let mut l = os::Line::new();
+    sized(&mut l, "system", "current", s.committed_bytes);
+    sized(&mut l, "system", "max", s.committed_bytes);
+    sized(&mut l, "aspace", "total", s.mapped_bytes);
+    sized(&mut l, "aspace", "mprotect", accessible);
+    l.str("</heap>\n");
+    ok &= put(&l);
+    let mut l = os::Line::new();
+    total(&mut l, "fast", 0, 0);
+    total(&mut l, "rest", rest_count, rest_size);
+    total(&mut l, "mmap", large_live, s.large_live_bytes);
+    ok &= put(&l);
+    let mut l = os::Line::new();
+    sized(&mut l, "system", "current", s.committed_bytes);
+    sized(&mut l, "system", "max", s.committed_bytes);
+    sized(&mut l, "aspace", "total", s.mapped_bytes);
+    sized(&mut l, "aspace", "mprotect", accessible);
+    l.str("</malloc>\n");
+    ok &= put(&l);
+    if ok { 0 } else { -1 }
+}
+
 /// Print a short summary to stderr (`malloc_stats`, `mapalloc_stats_print`).
 pub fn stats_print() {
     stats::print();
 }
 
-/// Print the summary at exit when `MAPALLOC_STATS` (or [`crate::configure`]) asks for it.
+/// Print the summary at exit when `MAPALLOC_STATS` (or [`crate::configure`]) asks for it: to
+/// the file `MAPALLOC_STATS_FILE` names when set (created now, so a forked child writes its
+/// own under `%p`), else to stderr.
 pub extern "C" fn exit_report() {
     crate::config::load();
-    if crate::config::stats_at_exit() {
-        stats_print();
+    if !crate::config::stats_at_exit() {
+        return;
+    }
+    let mut name = [0u8; os::PATH_MAX];
+    let file = crate::config::stats_file(&mut name)
+        .and_then(|n| os::create_report_file(name.get(..n).unwrap_or(&[])));
+    match file {
+        Some(fd) => {
+            stats::print_to(os::Sink::Fd(fd));
+            os::close_report_file(fd);
+        }
+        None => stats_print(),
     }
 }
 

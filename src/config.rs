@@ -4,6 +4,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `MAPALLOC_STATS` | `0` | `1`: print the statistics summary to stderr at exit |
+//! | `MAPALLOC_STATS_FILE` | unset | write the summary at exit to this file instead (`%p`: the process id; implies `MAPALLOC_STATS=1`) |
 //! | `MAPALLOC_PURGE_DELAY_MS` | `250` | free memory stays resident this long before it is purged (`0`: at once) |
 //! | `MAPALLOC_RETAIN_MB` | `64` | empty segments kept mapped (purged) for reuse; beyond it they are unmapped |
 //! | `MAPALLOC_LARGE_CACHE_MB` | `128` | bytes of freed large blocks kept for reuse (they decay like pages) |
@@ -32,6 +33,10 @@ const MAX_DELAY_MS: usize = 3_600_000;
 const MAX_MB: usize = 1 << 20;
 
 static STATS: AtomicBool = AtomicBool::new(false);
+/// `MAPALLOC_STATS_FILE`, copied when the environment is read (the program may change its
+/// environment later); `STATS_FILE_LEN` 0: unset.
+static STATS_FILE: [AtomicU8; os::PATH_MAX] = [const { AtomicU8::new(0) }; os::PATH_MAX];
+static STATS_FILE_LEN: AtomicUsize = AtomicUsize::new(0);
 static PURGE_DELAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_PURGE_DELAY_MS);
 static RETAIN_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_RETAIN_MB << 20);
 static LARGE_CACHE_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_LARGE_CACHE_MB << 20);
@@ -56,6 +61,18 @@ static STATE: AtomicU8 = AtomicU8::new(UNLOADED);
 #[inline]
 pub fn stats_at_exit() -> bool {
     STATS.load(Ordering::Relaxed)
+}
+
+/// `MAPALLOC_STATS_FILE` copied into `out`: its length, or `None` when it is unset.
+pub fn stats_file(out: &mut [u8; os::PATH_MAX]) -> Option<usize> {
+    let n = STATS_FILE_LEN.load(Ordering::Acquire);
+    if n == 0 {
+        return None;
+    }
+    for (o, b) in out.iter_mut().zip(STATS_FILE.iter()).take(n) {
+        *o = b.load(Ordering::Relaxed);
+    }
+    Some(n)
 }
 
 /// How long free memory stays resident before it is purged, in milliseconds.
@@ -126,8 +143,21 @@ pub fn load() {
         // Another thread is loading (or has loaded): the defaults are valid meanwhile.
         return;
     }
+    // Before anything can be reported: fd 2 may be closed by the time it is.
+    os::keep_stderr();
     if let Some(v) = env_bool(c"MAPALLOC_STATS", "MAPALLOC_STATS") {
         STATS.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = env(c"MAPALLOC_STATS_FILE").filter(|v| !v.is_empty()) {
+        if v.len() < os::PATH_MAX {
+            for (slot, &b) in STATS_FILE.iter().zip(v) {
+                slot.store(b, Ordering::Relaxed);
+            }
+            STATS_FILE_LEN.store(v.len(), Ordering::Release);
+            STATS.store(true, Ordering::Relaxed);
+        } else {
+            os::write_stderr(b"mapalloc: warning: MAPALLOC_STATS_FILE is too long; ignored\n");
+        }
     }
     if let Some(v) = env_num(
         c"MAPALLOC_PURGE_DELAY_MS",

@@ -160,6 +160,11 @@ fn mib(b: u64) -> u64 {
 /// Print the summary to stderr: a few lines, each starting with `mapalloc`, then the busiest
 /// size classes. Never allocates.
 pub fn print() {
+    print_to(os::Sink::Stderr);
+}
+
+/// [`print`] to `sink`.
+pub fn print_to(sink: os::Sink) {
     let s = summary();
     let mut l = os::Line::new();
     l.str("mapalloc: ")
@@ -169,7 +174,7 @@ pub fn print() {
         .str(" frees; live ")
         .dec(s.small_live_bytes + s.large_live_bytes)
         .str(" bytes\n")
-        .write();
+        .write_to(sink);
     let mut l = os::Line::new();
     l.str("mapalloc: size classes ")
         .dec(s.small_allocs)
@@ -186,7 +191,7 @@ pub fn print() {
         .str(" frees, ")
         .dec(s.large_cached_bytes >> 10)
         .str(" KiB cached\n")
-        .write();
+        .write_to(sink);
     let mut l = os::Line::new();
     l.str("mapalloc: memory mapped ")
         .dec(mib(s.mapped_bytes))
@@ -199,7 +204,7 @@ pub fn print() {
         .str(" KiB; at most ")
         .dec(s.mappings)
         .str(" mappings\n")
-        .write();
+        .write_to(sink);
     let mut l = os::Line::new();
     l.str("mapalloc: heaps ")
         .dec(s.heaps_live)
@@ -216,7 +221,7 @@ pub fn print() {
         .str(" mremap ")
         .dec(s.mremap)
         .str("\n")
-        .write();
+        .write_to(sink);
     // The five classes with the most allocations.
     let mut shown = [usize::MAX; 5];
     for slot in 0..shown.len() {
@@ -247,6 +252,6 @@ pub fn print() {
             .str(" B, peak ")
             .dec(cs.peak_bytes)
             .str(" B\n")
-            .write();
+            .write_to(sink);
     }
 }

@@ -72,4 +72,6 @@ export!(free_aligned_sized, mapalloc_free_aligned_sized => fn(p: *mut c_void, al
 export!(malloc_trim, mapalloc_malloc_trim => fn(pad: usize) -> c_int = c_api::malloc_trim);
 export!(mallinfo => fn() -> Mallinfo = c_api::mallinfo);
 export!(mallinfo2 => fn() -> Mallinfo2 = c_api::mallinfo2);
+export!(mallopt, mapalloc_mallopt => fn(param: c_int, value: c_int) -> c_int = c_api::mallopt);
+export!(malloc_info, mapalloc_malloc_info => fn(options: c_int, fp: *mut libc::FILE) -> c_int = c_api::malloc_info);
 export!(malloc_stats, mapalloc_stats_print => fn() = c_api::stats_print);

@@ -21,8 +21,12 @@
 //! statistics and the benchmarks can report syscalls per operation.
 //!
 //! The implementation for each system lives in a file of its own beside this one; only those
-//! files call the kernel.
+//! files call the kernel. `report.rs` beside them writes messages and reports with POSIX
+//! calls that every system shares (`write`, `fcntl`, `fstat`, `open`), and keeps the private
+//! copy of stderr they fall back to when the program has closed fd 2.
 
 mod linux;
+mod report;
 
 pub use linux::*;
+pub use report::*;

@@ -83,7 +83,13 @@ pub fn compile_c(src: &str, dir: &Path) -> PathBuf {
 
 /// Runs `bin` under the preload with `env` added, killed after TIMEOUT.
 pub fn run(bin: &Path, env: &[(&str, &str)]) -> Output {
+    run_args(bin, &[], env)
+}
+
+/// [`run`] with command-line arguments.
+pub fn run_args(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(bin)
+        .args(args)
         .env("LD_PRELOAD", library())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
