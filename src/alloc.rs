@@ -20,7 +20,7 @@ pub fn malloc(size: usize) -> *mut u8 {
         // on its slow path, so the fast path pays nothing for it.
         heap::alloc(size_class::class_or_zero(size))
     } else {
-        large::alloc(size, 0)
+        large_alloc(size, 0, false)
     }
 }
 
@@ -42,7 +42,7 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
             return heap::alloc(c);
         }
     }
-    large::alloc(size, align)
+    large_alloc(size, align, false)
 }
 
 /// Allocate `size` zeroed bytes aligned to `align` (a power of two).
@@ -55,7 +55,7 @@ pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
     }
     if size > MAX_CLASS_SIZE || align > MAX_MEDIUM_SIZE {
         // Large blocks come zeroed from the kernel, or from the cache, which zeroes them.
-        return large::alloc_zeroed(size, align);
+        return large_alloc(size, align, true);
     }
     let p = malloc_aligned(size, align);
     if !p.is_null() {
@@ -63,6 +63,34 @@ pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
         unsafe { ptr::write_bytes(p, 0, size) };
     }
     p
+}
+
+/// A large block (zeroed if `zero`); when it cannot be mapped, the caches are emptied (see
+/// [`reclaim`]) and it is tried once more.
+#[inline]
+pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let get = || {
+        if zero {
+            large::alloc_zeroed(size, align)
+        } else {
+            large::alloc(size, align)
+        }
+    };
+    let p = get();
+    if p.is_null() && reclaim() > 0 {
+        return get();
+    }
+    p
+}
+
+/// A mapping failed (the address space may be short: `RLIMIT_AS`): give back what
+/// `malloc_trim` gives back (the empty pages this thread's heap keeps, abandoned heaps' free
+/// pages, the empty segments and freed large blocks the caches keep), so that the next
+/// mapping can take their place. Returns the bytes released.
+#[cold]
+#[inline(never)]
+pub(crate) fn reclaim() -> usize {
+    heap::trim()
 }
 
 /// A zero-size block (see `zero`): an inaccessible slot, or a 1-byte block when no slot can be
@@ -156,10 +184,15 @@ unsafe fn size_leads_to(p: *mut u8, size: usize, align: usize) -> bool {
             None => true,
         },
         None => match large::usable_size(p) {
-            Some(block) => {
-                let need = os::page_round_up(size).unwrap_or(usize::MAX);
-                class.is_none() && need <= block && block - need <= need / 2
-            }
+            Some(block) => match class {
+                // A class block served as a large block of its own when no segment could be
+                // had (`heap::large_fallback`).
+                Some(c) => os::page_round_up(size_class::class_size(c)) == Some(block),
+                None => {
+                    let need = os::page_round_up(size).unwrap_or(usize::MAX);
+                    need <= block && block - need <= need / 2
+                }
+            },
             None => true,
         },
     }

@@ -539,9 +539,16 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             }
             page_to_full(h, page);
         }
-        let page = fresh_page(h, cls);
+        let mut page = fresh_page(h, cls);
+        if page.is_null() && reclaim(h) > 0 {
+            page = fresh_page(h, cls);
+        }
         if page.is_null() {
-            return ptr::null_mut();
+            if crate::config::strict() {
+                // Strict mode writes its own canary: it makes its own fallback.
+                return ptr::null_mut();
+            }
+            return large_fallback(cls);
         }
         queue_push_front(&mut (*h).queues[slot(cls)], page);
         if crate::config::strict() {
@@ -550,6 +557,32 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
         extend(page);
         heap_alloc(h, cls)
     }
+}
+
+/// No segment could be mapped (the address space is short: `RLIMIT_AS`): give back what
+/// `h` and the caches hold unused (empty pages `h` keeps, cached segments, cached large
+/// blocks), so that a mapping can be made in their place. Returns the bytes released.
+///
+/// # Safety
+/// The caller owns `h` and holds no page of it across the call.
+#[cold]
+#[inline(never)]
+unsafe fn reclaim(h: *mut Heap) -> usize {
+    // SAFETY: per the contract.
+    let own = unsafe { trim_heap(h, os::now_ms()) };
+    own + segment::trim_cache() + large::trim()
+}
+
+/// No segment can be had for class `cls` (the address space is short: `RLIMIT_AS`): serve
+/// the block as a large block of its own, with the class's size and alignment, rather than
+/// fail. A block of 8 KiB to 512 KiB costs its own size and two guard pages this way; smaller
+/// ones first get the emergency segment (see `emergency`). `free`, `realloc` and
+/// `malloc_usable_size` find it in the large-block table as any large block.
+#[cold]
+#[inline(never)]
+pub(crate) fn large_fallback(cls: usize) -> *mut u8 {
+    let size = class_size(cls);
+    large::alloc(size, crate::size_class::class_align(cls))
 }
 
 /// Record the blocks of class `cls` this heap has out, if it is a new high.

@@ -46,6 +46,7 @@
 mod alloc;
 pub mod c_api;
 mod config;
+mod emergency;
 mod global;
 mod heap;
 mod init;

@@ -33,9 +33,9 @@ use crate::remote::{Block, NOT_FULL};
 use crate::sync::atomic::{AtomicPtr as SyncPtr, AtomicU8 as SyncU8};
 
 use crate::heap::Heap;
-use crate::os;
 use crate::size_class::{MAX_MEDIUM_SIZE, MAX_SMALL_SIZE};
 use crate::sync::SpinLock;
+use crate::{emergency, os};
 
 pub const SEGMENT_SHIFT: usize = 22;
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
@@ -288,35 +288,48 @@ const ARENA_SEGMENTS: usize = 16;
 /// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
 /// each of its segments is unmapped on its own when the segment cache lets it go.
 fn map_arena() -> (usize, usize) {
-    for n in [ARENA_SEGMENTS, 1] {
-        let (base, (raw, total)) = os::map_aligned(n * SEGMENT_SIZE, SEGMENT_SIZE);
+    // Short of address space (`RLIMIT_AS`) when the arena cannot be had: one segment, placed
+    // without slack first (the slack would use as much address space again).
+    for (n, exact) in [(ARENA_SEGMENTS, false), (1, true), (1, false)] {
+        let (base, (raw, total)) = if exact {
+            let b = os::map_aligned_exact(SEGMENT_SIZE, SEGMENT_SIZE);
+            (b, (b, SEGMENT_SIZE))
+        } else {
+            os::map_aligned(n * SEGMENT_SIZE, SEGMENT_SIZE)
+        };
         if base.is_null() {
             continue;
         }
-        let (meta_end, data_start) = layout();
-        let ps = os::page_size();
-        let mut ranges = [libc::iovec {
-            iov_base: ptr::null_mut(),
-            iov_len: 0,
-        }; 2 * ARENA_SEGMENTS];
-        for (i, pair) in ranges.chunks_exact_mut(2).take(n).enumerate() {
-            let seg = base as usize + i * SEGMENT_SIZE;
-            if let [before_data, end] = pair {
-                before_data.iov_base = (seg + meta_end) as *mut libc::c_void;
-                before_data.iov_len = data_start - meta_end;
-                end.iov_base = (seg + SEGMENT_SIZE - ps) as *mut libc::c_void;
-                end.iov_len = ps;
-            }
-        }
-        // SAFETY: the guards lie inside the arena just mapped, in regions of its segments
-        // that hold no data.
-        if unsafe { os::guard_many(ranges.get(..2 * n).unwrap_or(&[])) } {
+        if install_guards(base as usize, n) {
             return (base as usize, n);
         }
         // SAFETY: our own fresh mapping, slack and all.
         unsafe { os::release(raw, total) };
     }
     (0, 0)
+}
+
+/// Install the guards of the `n` fresh segments from `base` (see the layout in the module
+/// doc) with one call. False when the kernel refused.
+fn install_guards(base: usize, n: usize) -> bool {
+    let (meta_end, data_start) = layout();
+    let ps = os::page_size();
+    let mut ranges = [libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }; 2 * ARENA_SEGMENTS];
+    for (i, pair) in ranges.chunks_exact_mut(2).take(n).enumerate() {
+        let seg = base + i * SEGMENT_SIZE;
+        if let [before_data, end] = pair {
+            before_data.iov_base = (seg + meta_end) as *mut libc::c_void;
+            before_data.iov_len = data_start - meta_end;
+            end.iov_base = (seg + SEGMENT_SIZE - ps) as *mut libc::c_void;
+            end.iov_len = ps;
+        }
+    }
+    // SAFETY: the guards lie inside segments just mapped (or the unused emergency segment),
+    // in regions that hold no data.
+    unsafe { os::guard_many(ranges.get(..2 * n).unwrap_or(&[])) }
 }
 
 /// Segments currently mapped (in use or cached).
@@ -448,17 +461,24 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         let cached = c.pop();
         // Mapping a new arena under the lock: once per `ARENA_SEGMENTS` segments, and a
         // thread that waits for it would have mapped one itself.
-        let base = if cached.is_null() {
+        // A page of the big kind takes a whole segment for one size class: under an
+        // address-space limit that is 4 MiB of the budget for a few blocks, so no segment is
+        // mapped for it and its blocks become large blocks of their own (see
+        // `heap::large_fallback`), which cost their size and two guard pages.
+        let frugal = kind == Kind::Big && c.arena_next == c.arena_end;
+        let base = if cached.is_null() && !(frugal && os::address_space_limited()) {
             c.carve().cast::<u8>()
         } else {
             ptr::null_mut()
         };
         (cached, base)
     };
-    let seg = if cached.is_null() {
-        if base.is_null() {
+    let seg = if cached.is_null() && base.is_null() {
+        if kind == Kind::Big && os::address_space_limited() {
             return ptr::null_mut();
         }
+        emergency_segment()
+    } else if cached.is_null() {
         let (meta_end, _) = layout();
         segmap_set(base as usize, true);
         MAPPED.fetch_add(1, Ordering::Relaxed);
@@ -471,6 +491,9 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         CACHED.fetch_sub(1, Ordering::Relaxed);
         cached
     };
+    if seg.is_null() {
+        return seg;
+    }
     // SAFETY: `seg` is a segment of ours that no heap uses: its header is ours to (re)write.
     unsafe { init(seg, heap, kind) };
     if crate::config::strict() {
@@ -478,6 +501,30 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         unsafe { crate::strict::guard_pages(seg) };
     }
     seg
+}
+
+/// The emergency segment (see `emergency`), when no segment can be mapped; null while another
+/// heap has it. The first time, its guards are installed and it is entered in the segment
+/// map, for good: it is never unmapped, so it never leaves the map.
+#[cold]
+fn emergency_segment() -> *mut Segment {
+    let Some(fresh) = emergency::claim() else {
+        return ptr::null_mut();
+    };
+    let base = emergency::frame();
+    if fresh {
+        if !install_guards(base, 1) {
+            emergency::give_back();
+            return ptr::null_mut();
+        }
+        let (meta_end, _) = layout();
+        segmap_set(base, true);
+        MAPPED.fetch_add(1, Ordering::Relaxed);
+        COMMITTED.fetch_add(meta_end, Ordering::Relaxed);
+        // SAFETY: the emergency frame is ours alone now; fresh zeroed metadata.
+        unsafe { (*(base as *mut Segment)).dirty_bytes = meta_end };
+    }
+    base as *mut Segment
 }
 
 /// Set up the header of an unused segment for `kind`.
@@ -536,6 +583,11 @@ unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
 /// # Safety
 /// `seg` belongs to the calling heap, has `used_pages == 0`, and is on no heap list.
 pub unsafe fn free(seg: *mut Segment, now: u64) {
+    if emergency::is(seg as usize) {
+        // Never cached nor unmapped: it waits for the next emergency.
+        emergency::give_back();
+        return;
+    }
     let budget = crate::config::retain_bytes() / SEGMENT_SIZE;
     {
         let mut c = SEG_CACHE.lock();

@@ -101,6 +101,13 @@ pub const fn class_or_zero(size: usize) -> usize {
     }
 }
 
+/// The alignment every block of class `c` has: the largest power of two dividing its size,
+/// at most [`MAX_MEDIUM_SIZE`] (a segment's first data byte is 64 KiB-aligned).
+pub fn class_align(c: usize) -> usize {
+    let size = class_size(c);
+    (1usize << size.trailing_zeros()).min(MAX_MEDIUM_SIZE)
+}
+
 /// Block size of class `c`.
 #[inline(always)]
 pub fn class_size(c: usize) -> usize {

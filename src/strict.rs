@@ -907,7 +907,9 @@ fn alloc_class(cls: usize, n: usize) -> *mut u8 {
     if b.is_null() {
         b = heap::alloc(cls);
         if b.is_null() {
-            return b;
+            // No segment can be had (see `heap::large_fallback`): a large block of its own,
+            // with the class's alignment and strict mode's large-block canary.
+            return alloc_large(n, size_class::class_align(cls), false);
         }
     }
     // SAFETY: a fresh block of the class's size.
@@ -920,11 +922,7 @@ fn alloc_large(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let Some(req) = size.checked_add(1) else {
         return ptr::null_mut();
     };
-    let p = if zeroed {
-        large::alloc_zeroed(req, align)
-    } else {
-        large::alloc(req, align)
-    };
+    let p = crate::alloc::large_alloc(req, align, zeroed);
     if p.is_null() {
         return p;
     }

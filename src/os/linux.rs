@@ -147,6 +147,69 @@ pub fn map_aligned(len: usize, align: usize) -> (*mut u8, (*mut u8, usize)) {
     (start as *mut u8, (raw, total))
 }
 
+/// Whether the process runs under a finite address-space limit (`RLIMIT_AS`), where address
+/// space reserved but unused counts as much as memory in use. One `getrlimit`; callers ask
+/// only on slow paths that map memory anyway.
+pub fn address_space_limited() -> bool {
+    let saved = errno();
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid out-pointer.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) } == 0;
+    set_errno(saved);
+    ok && r.rlim_cur != libc::RLIM_INFINITY
+}
+
+/// Map exactly `len` bytes read-write at an address aligned to `align`, without
+/// [`map_aligned`]'s slack: for when address space is short (`RLIMIT_AS`), where the slack
+/// could be what makes the mapping fail. A probe `mmap` of `len` finds a free range; if it is
+/// not aligned it is unmapped and the aligned addresses just above and just below it are
+/// tried with `MAP_FIXED_NOREPLACE` (which never replaces a mapping; a kernel older than 4.17
+/// takes it as a hint, and a result elsewhere is unmapped). Null when no attempt worked.
+/// Three to four syscalls: callers use it only after [`map_aligned`] failed.
+pub fn map_aligned_exact(len: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two() && align >= page_size());
+    let raw = map(len, true);
+    if raw.is_null() || raw as usize % align == 0 {
+        return raw;
+    }
+    // SAFETY: the probe is our own fresh, unused mapping.
+    unsafe { release(raw, len) };
+    let down = raw as usize & !(align - 1);
+    let up = down + align;
+    for hint in [up, down] {
+        if hint == 0 {
+            continue;
+        }
+        let saved = errno();
+        SYSCALLS.mmap.fetch_add(1, Relaxed);
+        // SAFETY: MAP_FIXED_NOREPLACE fails rather than touch an existing mapping.
+        let p = unsafe {
+            libc::mmap(
+                hint as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        set_errno(saved);
+        if p == libc::MAP_FAILED {
+            continue;
+        }
+        if p as usize == hint {
+            return p.cast();
+        }
+        // An old kernel placed it elsewhere.
+        // SAFETY: our own fresh, unused mapping.
+        unsafe { release(p.cast(), len) };
+    }
+    ptr::null_mut()
+}
+
 /// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): the fallback of [`guard`], and strict
 /// mode's way to fence memory whose pages must stay resident (a guard marker discards them).
 ///
