@@ -26,7 +26,8 @@
 //!
 //! # Layers (each uses only the ones below it)
 //! `global` / `c_api` → `alloc` → `heap` → `segment` / `large` → `os`, with `size_class`,
-//! `sync` and `init` beside them. In strict mode `alloc` hands every call to
+//! `sync` and `init` beside them; `zero` (zero-size slots, used by `alloc` and `heap`) and
+//! `emergency` (the segment in `.bss`, used by `segment`) sit just above `os`. In strict mode `alloc` hands every call to
 //! `strict`, which uses `heap`, `segment` and `large` and is called back from them at one
 //! point each. Only `os` calls `mmap`, `munmap`, `mprotect`, `madvise` and `mremap`.
 //!
