@@ -4,7 +4,8 @@
 //! half the headroom in small blocks, medium blocks and a growing array (glibc serves about
 //! all of it), then answer NULL with `ENOMEM` (the program checks), keep every block intact,
 //! and serve again once everything is freed. Big (64-512 KiB) and large (1 MiB) blocks must
-//! be served too. Runs in the mode the test process inherits.
+//! be served too. And at the other limit, `vm.max_map_count`, `free` leaves `errno` alone
+//! (`tests/c/free_errno_map_limit.c`). Runs in the mode the test process inherits.
 
 mod common;
 
@@ -56,4 +57,23 @@ fn sixteen_mib_of_headroom() {
         at_least(16, w, 8 << 20);
     }
     at_least(16, "large", 8 << 20);
+}
+
+/// glibc's free-errno scenario: at `vm.max_map_count`, freeing a 16 MiB block (whose
+/// `mprotect` or `munmap` now fails for want of a mapping), and blocks of the other kinds,
+/// leaves `errno` as it was.
+#[test]
+fn free_keeps_errno_at_the_mapping_limit() {
+    let bin = compile_c(
+        "free_errno_map_limit.c",
+        &target_dir().join("rlimit-as-tests"),
+    );
+    let out = run_args(&bin, &[], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    if let Some(why) = stdout.lines().find_map(|l| l.strip_prefix("skip: ")) {
+        eprintln!("SKIP free_keeps_errno_at_the_mapping_limit: {why}");
+        return;
+    }
+    assert_eq!(stdout.lines().last(), Some("ok"), "{out:?}");
 }

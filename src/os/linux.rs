@@ -218,9 +218,10 @@ pub fn map_aligned_exact(len: usize, align: usize) -> *mut u8 {
 pub unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
     check_range(addr, len);
     SYSCALLS.mprotect.fetch_add(1, Relaxed);
+    let saved = errno();
     // SAFETY: the caller guarantees the range is ours and holds nothing live.
     let r = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) };
-    mprotect_result(r)
+    mprotect_result(r, saved)
 }
 
 /// Make `[addr, addr+len)` readable and writable (open a reservation, or strict mode's
@@ -231,16 +232,21 @@ pub unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
 pub unsafe fn protect_rw(addr: *mut u8, len: usize) -> bool {
     check_range(addr, len);
     SYSCALLS.mprotect.fetch_add(1, Relaxed);
+    let saved = errno();
     // SAFETY: the caller guarantees the range is ours.
     let r = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
-    mprotect_result(r)
+    mprotect_result(r, saved)
 }
 
-fn mprotect_result(r: i32) -> bool {
+/// The outcome of an `mprotect`, with the caller's `errno` (`saved`) put back either way: a
+/// refusal is reported as `false` alone, so that `free`, which may end here, leaves `errno`
+/// as it found it.
+fn mprotect_result(r: i32, saved: i32) -> bool {
+    let e = errno();
+    set_errno(saved);
     if r == 0 {
         return true;
     }
-    let e = errno();
     if e == libc::ENOMEM {
         // Splitting a mapping would exceed vm.max_map_count.
         return false;

@@ -10,6 +10,9 @@
 //!   failed allocation. Any other failure means the allocator's own bookkeeping is wrong, so it
 //!   is fatal: one line on stderr written with `write(2)`, then `abort()`.
 //! - Nothing here allocates, formats or panics: these functions run inside `malloc`.
+//! - The caller's `errno` is left as it was, on success and on a refusal reported as null or
+//!   `false` alike: `free` ends in some of these calls, and `free` must not change `errno`
+//!   (an `mprotect` that cannot split a mapping at `vm.max_map_count` used to leave `ENOMEM`).
 //!
 //! - Guards are made by one helper, [`guard`] (guard markers, `mprotect` as the fallback;
 //!   many at once with [`guard_many`] and [`guard_pair`]), and
