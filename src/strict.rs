@@ -708,6 +708,14 @@ unsafe fn extend(h: *mut Heap, page: *mut Page) {
             // The masks keep both indices in the array (n <= SHUFFLE_MAX, a power of two).
             idx.swap(i & (SHUFFLE_MAX - 1), j & (SHUFFLE_MAX - 1));
         }
+        if p.built == 0 {
+            // A fresh page hands out its lowest block first, as the default mode does: it sits
+            // right above a guard (the segment's metadata guard, or the previous page's tail
+            // guard), so an underflow of it faults in strict mode too. The rest stay shuffled.
+            if let Some(at) = idx.iter().take(n).position(|&k| k == 0) {
+                idx.swap(0, at);
+            }
+        }
         let base = p.start as usize + p.built as usize * bs;
         for &k in idx.get(..n).unwrap_or(&[]).iter().rev() {
             push(page, base + k as usize * bs);

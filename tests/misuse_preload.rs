@@ -116,6 +116,9 @@ const CASES: &[(&str, Expect)] = &[
     ("guard_segment_overflow", FaultAt),
     ("guard_segment_underflow", FaultWithin),
     ("guard_segment_after_purge", FaultAt),
+    ("underflow_first_small", FaultAt),
+    ("underflow_first_page", FaultAt),
+    ("underflow_first_big", FaultAt),
 ];
 
 /// Compiles tests/c/misuse/<name>.c (or `.cpp`) into target/misuse-tests/<tag>/<name>.
@@ -312,4 +315,7 @@ cases! {
     guard_segment_overflow
     guard_segment_underflow
     guard_segment_after_purge
+    underflow_first_small
+    underflow_first_page
+    underflow_first_big
 }
