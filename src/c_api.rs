@@ -26,8 +26,7 @@ use crate::{alloc, heap, os, size_class};
 
 #[inline]
 fn set_errno(e: i32) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
+    os::set_errno(e);
 }
 
 #[inline]

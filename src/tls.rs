@@ -15,7 +15,10 @@
 
 use crate::heap::Heap;
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    any(target_os = "linux", target_os = "freebsd")
+))]
 mod imp {
     use super::Heap;
 
@@ -62,7 +65,10 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    any(target_os = "linux", target_os = "freebsd")
+)))]
 mod imp {
     use super::Heap;
     use core::cell::Cell;

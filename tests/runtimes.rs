@@ -70,6 +70,11 @@ fn run(tool: &str, args: &[&str], preload: bool) -> Output {
 /// mapalloc said nothing.
 fn same_under_preload(tool: &str, args: &[&str]) {
     if !on_path(tool) {
+        // Under CI (`.ci/run` sets CI and installs the runtimes) a missing tool is a failure.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} not found on PATH under CI"
+        );
         eprintln!("SKIP: {tool} not found on PATH (.ci/run installs it)");
         return;
     }

@@ -1,165 +1,16 @@
 //! The OS contract (see `mod.rs`) on Linux.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-use super::report::{fatal, fatal_errno};
+use super::posix::*;
+use super::report::fatal_errno;
 
-/// Syscall counters, by kind.
-pub(crate) struct SyscallCounts {
-    pub mmap: AtomicUsize,
-    pub munmap: AtomicUsize,
-    pub mprotect: AtomicUsize,
-    pub madvise: AtomicUsize,
-    pub mremap: AtomicUsize,
-    /// Bytes given back with `purge` (cumulative).
-    pub purged_bytes: AtomicUsize,
-}
-
-pub(crate) static SYSCALLS: SyscallCounts = SyscallCounts {
-    mmap: AtomicUsize::new(0),
-    munmap: AtomicUsize::new(0),
-    mprotect: AtomicUsize::new(0),
-    madvise: AtomicUsize::new(0),
-    mremap: AtomicUsize::new(0),
-    purged_bytes: AtomicUsize::new(0),
-};
-
-static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
-
-/// The OS page size, read once with `sysconf(_SC_PAGESIZE)` and cached. Never assumed to be
-/// 4096 (arm64 and ppc64 kernels use 16 KiB and 64 KiB pages).
+/// This thread's `errno` slot (glibc's and musl's name for it).
 #[inline]
-pub fn page_size() -> usize {
-    let ps = PAGE_SIZE.load(Relaxed);
-    if ps != 0 {
-        return ps;
-    }
-    page_size_slow()
-}
-
-#[cold]
-fn page_size_slow() -> usize {
-    // SAFETY: sysconf has no preconditions and does not allocate.
-    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if ps <= 0 || (ps as usize) & (ps as usize - 1) != 0 {
-        fatal("mapalloc: sysconf(_SC_PAGESIZE) gave no usable page size");
-    }
-    PAGE_SIZE.store(ps as usize, Relaxed);
-    ps as usize
-}
-
-/// Round `n` up to a multiple of the OS page size; `None` on overflow.
-#[inline]
-pub fn page_round_up(n: usize) -> Option<usize> {
-    let ps = page_size();
-    Some(n.checked_add(ps - 1)? & !(ps - 1))
-}
-
-#[inline]
-fn check_range(addr: *mut u8, len: usize) {
-    debug_assert!(
-        len != 0 && len % page_size() == 0,
-        "os: length not page-granular"
-    );
-    debug_assert!(
-        addr as usize % page_size() == 0,
-        "os: address not page-aligned"
-    );
-}
-
-#[inline]
-fn errno() -> i32 {
-    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-#[inline]
-fn set_errno(v: i32) {
-    // SAFETY: as in `errno`.
-    unsafe { *libc::__errno_location() = v }
-}
-
-/// Map `len` bytes, readable and writable when `rw`, else `PROT_NONE` (a reservation).
-/// Null when the kernel has no memory (or no mapping slot) left.
-///
-/// No `MAP_NORESERVE`: writable memory is charged against the kernel's overcommit policy when
-/// it is mapped or made writable (`mprotect`), so an absurd request such as 64 TiB fails with
-/// `ENOMEM` as it does under glibc instead of succeeding and faulting later. A `PROT_NONE`
-/// reservation is not charged until it is opened.
-///
-/// The caller's `errno` is preserved on success: `malloc` may set `errno` only on failure.
-pub fn map(len: usize, rw: bool) -> *mut u8 {
-    debug_assert!(
-        len != 0 && len % page_size() == 0,
-        "os: length not page-granular"
-    );
-    let prot = if rw {
-        libc::PROT_READ | libc::PROT_WRITE
-    } else {
-        libc::PROT_NONE
-    };
-    let saved = errno();
-    SYSCALLS.mmap.fetch_add(1, Relaxed);
-    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing memory.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            prot,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        let e = errno();
-        if e == libc::ENOMEM || e == libc::EAGAIN || e == libc::EOVERFLOW || e == libc::EINVAL {
-            // EINVAL: a length the kernel cannot represent; EOVERFLOW likewise. Both mean the
-            // request cannot be served, which is the same to the caller as no memory.
-            return ptr::null_mut();
-        }
-        fatal_errno("mapalloc: mmap failed unexpectedly", e);
-    }
-    set_errno(saved);
-    p.cast()
-}
-
-/// Map `len` bytes read-write at an address aligned to `align` (a power of two, at least the
-/// page size) with one `mmap`: maps `len + align - page` bytes and returns the aligned start
-/// inside. The slack before and after it (`align - page` bytes together) stays mapped and is
-/// never touched, so it is never resident; trimming it would cost two `munmap`s per call, so
-/// callers map many aligned units at once (see `segment`'s arenas) to keep it small. The
-/// slack goes when the ranges around it are unmapped, or with the process.
-///
-/// Returns the aligned start and the whole mapping (to unmap all of it when the caller
-/// cannot use it after all), or null and an empty range when out of memory.
-pub fn map_aligned(len: usize, align: usize) -> (*mut u8, (*mut u8, usize)) {
-    debug_assert!(align.is_power_of_two() && align >= page_size());
-    let Some(total) = len.checked_add(align - page_size()) else {
-        return (ptr::null_mut(), (ptr::null_mut(), 0));
-    };
-    let raw = map(total, true);
-    if raw.is_null() {
-        return (raw, (raw, 0));
-    }
-    let start = (raw as usize + align - 1) & !(align - 1);
-    (start as *mut u8, (raw, total))
-}
-
-/// Whether the process runs under a finite address-space limit (`RLIMIT_AS`), where address
-/// space reserved but unused counts as much as memory in use. One `getrlimit`; callers ask
-/// only on slow paths that map memory anyway.
-pub fn address_space_limited() -> bool {
-    let saved = errno();
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `r` is a valid out-pointer.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) } == 0;
-    set_errno(saved);
-    ok && r.rlim_cur != libc::RLIM_INFINITY
+pub(super) fn errno_location() -> *mut i32 {
+    // SAFETY: no preconditions; it returns this thread's errno slot.
+    unsafe { libc::__errno_location() }
 }
 
 /// Map exactly `len` bytes read-write at an address aligned to `align`, without
@@ -210,50 +61,6 @@ pub fn map_aligned_exact(len: usize, align: usize) -> *mut u8 {
     ptr::null_mut()
 }
 
-/// Make `[addr, addr+len)` inaccessible (`PROT_NONE`): the fallback of [`guard`], and strict
-/// mode's way to fence memory whose pages must stay resident (a guard marker discards them).
-///
-/// # Safety
-/// The range must be memory mapped by this allocator and hold no live data.
-pub unsafe fn protect_none(addr: *mut u8, len: usize) -> bool {
-    check_range(addr, len);
-    SYSCALLS.mprotect.fetch_add(1, Relaxed);
-    let saved = errno();
-    // SAFETY: the caller guarantees the range is ours and holds nothing live.
-    let r = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) };
-    mprotect_result(r, saved)
-}
-
-/// Make `[addr, addr+len)` readable and writable (open a reservation, or strict mode's
-/// fences again).
-///
-/// # Safety
-/// The range must be memory mapped by this allocator.
-pub unsafe fn protect_rw(addr: *mut u8, len: usize) -> bool {
-    check_range(addr, len);
-    SYSCALLS.mprotect.fetch_add(1, Relaxed);
-    let saved = errno();
-    // SAFETY: the caller guarantees the range is ours.
-    let r = unsafe { libc::mprotect(addr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
-    mprotect_result(r, saved)
-}
-
-/// The outcome of an `mprotect`, with the caller's `errno` (`saved`) put back either way: a
-/// refusal is reported as `false` alone, so that `free`, which may end here, leaves `errno`
-/// as it found it.
-fn mprotect_result(r: i32, saved: i32) -> bool {
-    let e = errno();
-    set_errno(saved);
-    if r == 0 {
-        return true;
-    }
-    if e == libc::ENOMEM {
-        // Splitting a mapping would exceed vm.max_map_count.
-        return false;
-    }
-    fatal_errno("mapalloc: mprotect failed unexpectedly", e);
-}
-
 /// Give the physical pages of `[addr, addr+len)` back to the kernel (`MADV_DONTNEED`); the
 /// range stays mapped and reads as zero afterwards.
 ///
@@ -272,93 +79,8 @@ pub unsafe fn purge(addr: *mut u8, len: usize) {
     set_errno(saved);
 }
 
-/// Most ranges one [`PurgeBatch`] gathers before it gives them back (well below the kernel's
-/// `UIO_MAXIOV` of 1024; 1 KiB of stack).
-const PURGE_BATCH: usize = 64;
-
 /// Whether `process_madvise(PIDFD_SELF, ..., MADV_DONTNEED)` works: unknown, yes, or no.
 static VECTORED_PURGE: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
-
-/// Ranges to [`purge`], gathered so that a purge of many scattered free pages (a heap's
-/// decay, a thread's exit) costs one syscall instead of one per run of pages:
-/// `process_madvise(PIDFD_SELF, ranges, MADV_DONTNEED)`, which Linux 6.15 and later accept for
-/// the calling process (before that, or when refused, one `madvise` per range). Adjacent
-/// ranges are merged. Lives on the stack of the purging thread; nothing is purged until
-/// [`PurgeBatch::flush`] (or the batch fills up, or is dropped), so the owner must flush
-/// before any gathered range may be reused or leaves its hands.
-pub struct PurgeBatch {
-    iov: [libc::iovec; PURGE_BATCH],
-    len: usize,
-}
-
-impl PurgeBatch {
-    pub const fn new() -> PurgeBatch {
-        PurgeBatch {
-            iov: [libc::iovec {
-                iov_base: ptr::null_mut(),
-                iov_len: 0,
-            }; PURGE_BATCH],
-            len: 0,
-        }
-    }
-
-    /// Add `[addr, addr+len)` to the ranges to purge.
-    ///
-    /// # Safety
-    /// As for [`purge`], from now until the batch is flushed: the range is memory mapped by
-    /// this allocator, holds no live data, and nobody else uses it meanwhile.
-    pub unsafe fn add(&mut self, addr: *mut u8, len: usize) {
-        check_range(addr, len);
-        if let Some(last) = self.len.checked_sub(1).and_then(|i| self.iov.get_mut(i)) {
-            if last.iov_base as usize + last.iov_len == addr as usize {
-                last.iov_len += len;
-                return;
-            }
-        }
-        if self.len == PURGE_BATCH {
-            self.flush();
-        }
-        if let Some(slot) = self.iov.get_mut(self.len) {
-            *slot = libc::iovec {
-                iov_base: addr.cast(),
-                iov_len: len,
-            };
-            self.len += 1;
-        }
-    }
-
-    /// Purge every range gathered so far.
-    pub fn flush(&mut self) {
-        let ranges = self.iov.get(..self.len).unwrap_or(&[]);
-        self.len = 0;
-        match ranges {
-            [] => {}
-            // SAFETY: `add`'s contract holds until now.
-            [one] => unsafe { purge(one.iov_base.cast(), one.iov_len) },
-            _ => {
-                // SAFETY: as above, for every range.
-                if !unsafe { purge_vectored(ranges) } {
-                    for r in ranges {
-                        // SAFETY: as above.
-                        unsafe { purge(r.iov_base.cast(), r.iov_len) };
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Default for PurgeBatch {
-    fn default() -> Self {
-        PurgeBatch::new()
-    }
-}
-
-impl Drop for PurgeBatch {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
 
 /// `process_madvise(PIDFD_SELF, ranges, advice, 0)`: the bytes advised, or -1 with `errno`
 /// set (the callers keep their own fallbacks and counters).
@@ -385,7 +107,7 @@ unsafe fn madvise_ranges(ranges: &[libc::iovec], advice: libc::c_int) -> libc::c
 ///
 /// # Safety
 /// As for [`purge`], for every range.
-unsafe fn purge_vectored(ranges: &[libc::iovec]) -> bool {
+pub(super) unsafe fn purge_vectored(ranges: &[libc::iovec]) -> bool {
     if VECTORED_PURGE.load(Relaxed) == MARKERS_NO {
         return false;
     }
@@ -461,30 +183,6 @@ pub fn thread_gone(pid: u32, tid: u32) -> bool {
     gone
 }
 
-/// Unmap `[addr, addr+len)`.
-///
-/// # Safety
-/// The range must be memory mapped by this allocator (or a hole inside such a range) and
-/// nothing may use it afterwards.
-pub unsafe fn release(addr: *mut u8, len: usize) {
-    check_range(addr, len);
-    SYSCALLS.munmap.fetch_add(1, Relaxed);
-    let saved = errno();
-    // SAFETY: the caller guarantees the range is ours and dead.
-    let r = unsafe { libc::munmap(addr.cast(), len) };
-    if r != 0 {
-        // munmap can fail with ENOMEM when unmapping the middle of a mapping would exceed
-        // vm.max_map_count. Purging keeps the memory usage promise; the address space stays.
-        if errno() == libc::ENOMEM {
-            // SAFETY: same range, same contract.
-            unsafe { purge(addr, len) };
-        } else {
-            fatal_errno("mapalloc: munmap failed unexpectedly", errno());
-        }
-    }
-    set_errno(saved);
-}
-
 /// Move or resize the mapping `[old, old+old_len)` to `new_len` bytes placed exactly at
 /// `target` (`MREMAP_MAYMOVE | MREMAP_FIXED`), without copying: the kernel moves the page
 /// tables. Whatever was mapped at `[target, target+new_len)` is replaced. Grown parts read as
@@ -523,10 +221,6 @@ pub unsafe fn remap_to(old: *mut u8, old_len: usize, new_len: usize, target: *mu
     true
 }
 
-/// Whether default hardening is compiled in. Only the measurement build (cargo feature
-/// `unhardened`) turns it off: no guards, no live-block bitmap, no misuse checks.
-pub const HARDENED: bool = !cfg!(feature = "unhardened");
-
 /// `madvise` advice of Linux 6.13 (`include/uapi/asm-generic/mman-common.h`), not yet in
 /// every version of the `libc` crate: install *guard markers* in the page tables of a range.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
@@ -542,12 +236,6 @@ static MARKERS: AtomicU8 = AtomicU8::new(MARKERS_UNKNOWN);
 #[inline]
 pub fn guard_markers() -> bool {
     MARKERS.load(Relaxed) != MARKERS_NO
-}
-
-/// Bytes of one guard: one OS page, or nothing in the `unhardened` measurement build.
-#[inline]
-pub fn guard_size() -> usize {
-    if HARDENED { page_size() } else { 0 }
 }
 
 /// Make `[addr, addr+len)` a guard: any access faults with `SIGSEGV`. The one helper every
@@ -664,89 +352,6 @@ pub unsafe fn guard_many(ranges: &[libc::iovec]) -> bool {
         // SAFETY: forwarded contract.
         unsafe { guard(r.iov_base.cast(), r.iov_len) }
     })
-}
-
-/// Map `[ret - guard, ret + usable + guard)` with `ret` aligned to `align` (a power of two;
-/// anything up to the page size means page alignment), unmapping the alignment slack around
-/// it; `rw` as for [`map`]. Null when out of memory or address space.
-fn map_around(usable: usize, guard: usize, align: usize, rw: bool) -> *mut u8 {
-    let ps = page_size();
-    let align = align.max(ps);
-    let Some(total) = guard
-        .checked_mul(2)
-        .and_then(|g| g.checked_add(usable))
-        .and_then(|t| t.checked_add(align - ps))
-    else {
-        return ptr::null_mut();
-    };
-    let base = map(total, rw) as usize;
-    if base == 0 {
-        return ptr::null_mut();
-    }
-    let user = (base + guard + align - 1) & !(align - 1);
-    let head = user - guard - base;
-    let tail_start = user + usable + guard;
-    let tail = base + total - tail_start;
-    // SAFETY: the alignment slack before the front guard and after the back guard is part of
-    // our fresh mapping and holds nothing.
-    unsafe {
-        if head != 0 {
-            release(base as *mut u8, head);
-        }
-        if tail != 0 {
-            release(tail_start as *mut u8, tail);
-        }
-    }
-    user as *mut u8
-}
-
-/// Map `usable` bytes read-write, aligned to `align`, with a guard of `guard` bytes (a
-/// multiple of the page size, possibly 0) directly before and after: the one helper that lays
-/// out guarded ranges. Returns the start of the usable part, or null when out of memory
-/// (nothing stays mapped then).
-///
-/// With guard markers: one read-write mapping and one `process_madvise` call (two `madvise`
-/// calls before Linux 6.15), and the result is a single mapping that may even merge with its
-/// neighbours. Without them: one `PROT_NONE`
-/// reservation whose middle is opened with `mprotect` (three mappings). Plus up to two
-/// `munmap`s of alignment slack.
-pub fn map_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
-    if guard == 0 || guard_markers() {
-        let user = map_around(usable, guard, align, true);
-        if user.is_null() || guard == 0 {
-            return user;
-        }
-        // SAFETY: both guards lie inside the fresh mapping just made and hold nothing.
-        let ok = unsafe { guard_pair(user.sub(guard), guard, user.add(usable), guard) };
-        if !ok {
-            // SAFETY: the whole mapping is ours and unused.
-            unsafe { release(user.sub(guard), usable + 2 * guard) };
-            return ptr::null_mut();
-        }
-        return user;
-    }
-    let user = map_around(usable, guard, align, false);
-    if user.is_null() {
-        return user;
-    }
-    // SAFETY: [user, user + usable) is the middle of the reservation just made.
-    if !unsafe { protect_rw(user, usable) } {
-        // SAFETY: the whole reservation is ours and unused.
-        unsafe { release(user.sub(guard), usable + 2 * guard) };
-        return ptr::null_mut();
-    }
-    user
-}
-
-/// As [`map_guarded`], for a range whose middle will be replaced at once with [`remap_to`]:
-/// without guard markers the middle is left `PROT_NONE` (not charged to the overcommit
-/// budget; `mremap` brings its own protection), with them it is the same as `map_guarded`.
-pub fn reserve_guarded(usable: usize, guard: usize, align: usize) -> *mut u8 {
-    if guard == 0 || guard_markers() {
-        map_guarded(usable, guard, align)
-    } else {
-        map_around(usable, guard, align, false)
-    }
 }
 
 /// 64 random bits from the kernel (`getrandom(2)`, non-blocking), for per-process secrets.

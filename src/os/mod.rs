@@ -23,13 +23,38 @@
 //! Each syscall is counted (relaxed atomic increments; a syscall costs far more) so that the
 //! statistics and the benchmarks can report syscalls per operation.
 //!
-//! The implementation for each system lives in a file of its own beside this one; only those
-//! files call the kernel. `report.rs` beside them writes messages and reports with POSIX
-//! calls that every system shares (`write`, `fcntl`, `fstat`, `open`), and keeps the private
-//! copy of stderr they fall back to when the program has closed fd 2.
+//! # Files
+//! Only these files call the kernel:
+//! - `posix.rs`: what is the same on every system here: `map`, `map_aligned`, `protect_*`,
+//!   `release`, `map_guarded`/`reserve_guarded` (built on the system's `guard_pair`),
+//!   [`PurgeBatch`] (built on the system's `purge` and `purge_vectored`), the page size, the
+//!   syscall counters, `errno`.
+//! - `linux.rs` and `freebsd.rs`: each system's `errno_location`, `purge`, `purge_vectored`,
+//!   guards (`guard`, `guard_pair`, `guard_many`, `guard_markers`), `map_aligned_exact`,
+//!   `remap_to`, `map_wipe_on_fork`, thread ids and liveness, `random_u64`, `now_ms`; the
+//!   FreeBSD file's header compares the two call by call. `freebsd_flags.rs` holds its flag
+//!   arithmetic, built and tested on Linux too.
+//! - `report.rs`: messages and reports (`write`, `fcntl`, `fstat`, `open`), and the private
+//!   copy of stderr they fall back to when the program has closed fd 2.
+//!
+//! # Capabilities the upper layers rely on
+//! - `purge` frees the pages at once and they read zero afterwards (both systems);
+//! - `guard_markers()`: guards split no mapping (Linux 6.13+); when false, each guard costs
+//!   mappings against the budget (FreeBSD, older Linux);
+//! - `remap_to` may say no (always on FreeBSD): callers then copy.
 
+#[cfg(target_os = "freebsd")]
+mod freebsd;
+#[cfg(any(target_os = "freebsd", test))]
+mod freebsd_flags;
+#[cfg(target_os = "linux")]
 mod linux;
+mod posix;
 mod report;
 
+#[cfg(target_os = "freebsd")]
+pub use freebsd::*;
+#[cfg(target_os = "linux")]
 pub use linux::*;
+pub use posix::*;
 pub use report::*;

@@ -22,17 +22,7 @@ static SAVED_INO: AtomicU64 = AtomicU64::new(0);
 /// and expect by number (a shell's scripts use 3-9, bash itself 255 and below).
 const SAVED_FD_MIN: i32 = 300;
 
-#[inline]
-fn errno() -> i32 {
-    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-#[inline]
-fn set_errno(v: i32) {
-    // SAFETY: as in `errno`.
-    unsafe { *libc::__errno_location() = v }
-}
+use super::posix::{errno, set_errno};
 
 /// Device and inode of the open file `fd`, or `None` when `fd` is not open.
 fn identity(fd: i32) -> Option<(u64, u64)> {
