@@ -39,7 +39,12 @@ const _: () = assert!(flags::aligned(1 << 22) == libc::MAP_ALIGNED(22));
 
 /// Give the physical pages of `[addr, addr+len)` back at once: a fresh anonymous mapping
 /// placed over the range with `MAP_FIXED` replaces the old pages (freed now; they read zero
-/// afterwards), keeping the range's read-write protection. Preserves `errno`.
+/// afterwards) and makes the whole range read-write. Preserves `errno`.
+///
+/// Known gap, unlike Linux (whose `MADV_DONTNEED` keeps protections): a `PROT_NONE` part of
+/// the range becomes accessible. The default mode never purges a guard (segment guards lie
+/// outside the pages), but strict mode's per-page tail guards lie inside the pages its purge
+/// covers, so on FreeBSD they do not survive a purge of their page.
 ///
 /// # Safety
 /// The range must be memory mapped by this allocator, read-write, and hold no live data.
