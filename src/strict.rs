@@ -713,7 +713,8 @@ unsafe fn extend(h: *mut Heap, page: *mut Page) {
             // right above a guard (the segment's metadata guard, or the previous page's tail
             // guard), so an underflow of it faults in strict mode too. The rest stay shuffled.
             if let Some(at) = idx.iter().take(n).position(|&k| k == 0) {
-                idx.swap(0, at);
+                // The mask keeps the index in the array (no bounds check, no panic path).
+                idx.swap(0, at & (SHUFFLE_MAX - 1));
             }
         }
         let base = p.start as usize + p.built as usize * bs;
