@@ -63,9 +63,27 @@ pub fn give_back() {
     STATE.store(IDLE, Ordering::Release);
 }
 
+/// Give back a claim that found the segment fresh and could not set it up (its guards were
+/// refused): the next claim finds it fresh again and sets it up itself.
+pub fn give_back_unused() {
+    STATE.store(NEVER, Ordering::Release);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_are_exclusive_and_a_failed_setup_stays_fresh() {
+        // The only test that claims: the state is this process's own.
+        assert_eq!(claim(), Some(true));
+        assert_eq!(claim(), None, "another heap has it");
+        give_back_unused();
+        assert_eq!(claim(), Some(true), "set-up refused: still fresh");
+        give_back();
+        assert_eq!(claim(), Some(false), "used before");
+        give_back();
+    }
 
     #[test]
     fn the_frame_lies_inside_the_area() {

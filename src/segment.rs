@@ -514,7 +514,7 @@ fn emergency_segment() -> *mut Segment {
     let base = emergency::frame();
     if fresh {
         if !install_guards(base, 1) {
-            emergency::give_back();
+            emergency::give_back_unused();
             return ptr::null_mut();
         }
         let (meta_end, _) = layout();
