@@ -10,7 +10,8 @@
  *  - Link: include this header and call the mapalloc_* functions, linking libmapalloc.a
  *    (add -lpthread -ldl -lm) or libmapalloc.so.
  *
- * Semantics are glibc's: results are 16-byte aligned; malloc(0) returns a unique pointer;
+ * Semantics are glibc's: results are 16-byte aligned; malloc(0) returns a unique pointer (to no
+ * memory: any access through it faults);
  * a NULL return sets errno to ENOMEM (EINVAL for a bad alignment); free never changes errno.
  * Heap misuse (double free, freeing a pointer mapalloc did not return) prints one line such
  * as "mapalloc: double free of 0x7f..." on stderr and aborts.

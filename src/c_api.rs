@@ -4,7 +4,8 @@
 //! program that links mapalloc as its global allocator does not replace the process's malloc.
 //!
 //! The rules (see `include/mapalloc.h`):
-//! - every result is 16-byte aligned; `malloc(0)` returns a unique block that can be freed;
+//! - every result is 16-byte aligned; `malloc(0)` returns a unique pointer that can be freed,
+//!   to no memory: any access through it faults (see `zero`);
 //! - every null return sets `errno` to `ENOMEM`, or `EINVAL` for a bad alignment;
 //!   `posix_memalign` returns the code instead and leaves `*memptr` untouched;
 //! - `free` never changes `errno`; `free(NULL)` does nothing;
