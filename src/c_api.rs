@@ -370,31 +370,29 @@ pub unsafe fn malloc_info(options: i32, fp: *mut libc::FILE) -> i32 {
             .dec(size)
             .str("\"/>\n");
     };
+    // The `system` and `aspace` lines, the same for the heap and the totals.
+    let sizes = |end: &str| {
+        let mut l = os::Line::new();
+        sized(&mut l, "system", "current", s.committed_bytes);
+        sized(&mut l, "system", "max", s.committed_bytes);
+        sized(&mut l, "aspace", "total", s.mapped_bytes);
+        sized(&mut l, "aspace", "mprotect", accessible);
+        l.str(end);
+        l
+    };
     let mut ok = true;
     let mut l = os::Line::new();
     l.str("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n");
     total(&mut l, "fast", 0, 0);
     total(&mut l, "rest", rest_count, rest_size);
     ok &= put(&l);
-    let mut l = os::Line::new();
-    sized(&mut l, "system", "current", s.committed_bytes);
-    sized(&mut l, "system", "max", s.committed_bytes);
-    sized(&mut l, "aspace", "total", s.mapped_bytes);
-    sized(&mut l, "aspace", "mprotect", accessible);
-    l.str("</heap>\n");
-    ok &= put(&l);
+    ok &= put(&sizes("</heap>\n"));
     let mut l = os::Line::new();
     total(&mut l, "fast", 0, 0);
     total(&mut l, "rest", rest_count, rest_size);
     total(&mut l, "mmap", large_live, s.large_live_bytes);
     ok &= put(&l);
-    let mut l = os::Line::new();
-    sized(&mut l, "system", "current", s.committed_bytes);
-    sized(&mut l, "system", "max", s.committed_bytes);
-    sized(&mut l, "aspace", "total", s.mapped_bytes);
-    sized(&mut l, "aspace", "mprotect", accessible);
-    l.str("</malloc>\n");
-    ok &= put(&l);
+    ok &= put(&sizes("</malloc>\n"));
     if ok { 0 } else { -1 }
 }
 

@@ -193,34 +193,11 @@ pub fn map_aligned_exact(len: usize, align: usize) -> *mut u8 {
     p.cast()
 }
 
-/// 64 random bits (`getrandom(2)`, non-blocking), or, when that fails, the clock and the
-/// address-space layout mixed. Preserves `errno`.
-pub fn random_u64() -> u64 {
-    let saved = errno();
-    let mut buf = [0u8; 8];
-    // SAFETY: `buf` is a valid, writable buffer of 8 bytes.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
-    set_errno(saved);
-    let v = u64::from_ne_bytes(buf);
-    if n == buf.len() as isize && v != 0 {
-        return v;
-    }
-    let mut x = now_ms() ^ (&raw const buf as u64);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (x ^ (x >> 31)) | 1
+/// `getrandom(2)` without blocking: the bytes written, or -1 with `errno` set.
+pub(super) fn getrandom(buf: &mut [u8]) -> isize {
+    // SAFETY: `buf` is a valid, writable buffer of `buf.len()` bytes.
+    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) }
 }
 
-/// Milliseconds of `CLOCK_MONOTONIC_FAST` (FreeBSD's cheap, coarse clock), never 0.
-pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; the clock always exists on FreeBSD.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_FAST, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1000)
-        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
-        .max(1)
-}
+/// The clock of [`now_ms`]: `CLOCK_MONOTONIC_FAST`, FreeBSD's cheap, coarse clock.
+pub(super) const COARSE_CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC_FAST;

@@ -354,62 +354,20 @@ pub unsafe fn guard_many(ranges: &[libc::iovec]) -> bool {
     })
 }
 
-/// 64 random bits from the kernel (`getrandom(2)`, non-blocking), for per-process secrets.
-/// Very early in boot the entropy pool may not be ready, or the syscall may be missing (old
-/// kernels, seccomp filters): the clock and address-space layout are mixed instead, which
-/// still differs from run to run under ASLR. Preserves `errno`.
-pub fn random_u64() -> u64 {
-    let saved = errno();
-    let mut buf = [0u8; 8];
-    let mut got = 0;
-    while got < buf.len() {
-        let rest = buf.get_mut(got..).unwrap_or(&mut []);
-        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getrandom,
-                rest.as_mut_ptr(),
-                rest.len(),
-                libc::GRND_NONBLOCK,
-            )
-        };
-        if n > 0 {
-            got += n as usize;
-        } else if n < 0 && errno() == libc::EINTR {
-            continue;
-        } else {
-            break;
-        }
+/// `getrandom(2)` without blocking, through the raw syscall (a glibc older than 2.25 has no
+/// wrapper): the bytes written, or -1 with `errno` set.
+pub(super) fn getrandom(buf: &mut [u8]) -> isize {
+    // SAFETY: `buf` is a valid, writable buffer of `buf.len()` bytes.
+    unsafe {
+        libc::syscall(
+            libc::SYS_getrandom,
+            buf.as_mut_ptr(),
+            buf.len(),
+            libc::GRND_NONBLOCK,
+        ) as isize
     }
-    set_errno(saved);
-    let v = u64::from_ne_bytes(buf);
-    if got == buf.len() && v != 0 {
-        return v;
-    }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let mut x = (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 32) ^ (&raw const ts as u64);
-    x ^= (random_u64 as fn() -> u64 as usize as u64).rotate_left(17);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (x ^ (x >> 31)) | 1
 }
 
-/// Milliseconds of `CLOCK_MONOTONIC_COARSE` (a vDSO read, no syscall; resolution of a few
-/// milliseconds), never 0. The clock of the purge decay.
-pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; the coarse monotonic clock always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1000)
-        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
-        .max(1)
-}
+/// The clock of [`now_ms`]: `CLOCK_MONOTONIC_COARSE`, a vDSO read with no syscall and a
+/// resolution of a few milliseconds.
+pub(super) const COARSE_CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;

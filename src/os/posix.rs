@@ -413,3 +413,55 @@ impl Drop for PurgeBatch {
 pub fn guard_size() -> usize {
     if HARDENED { page_size() } else { 0 }
 }
+
+/// 64 random bits from the kernel (the system's `getrandom`, non-blocking), for per-process
+/// secrets.
+/// Very early in boot the entropy pool may not be ready, or the syscall may be missing (old
+/// kernels, seccomp filters): the clock and address-space layout are mixed instead, which
+/// still differs from run to run under ASLR. Preserves `errno`.
+pub fn random_u64() -> u64 {
+    let saved = errno();
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = super::getrandom(buf.get_mut(got..).unwrap_or(&mut []));
+        if n > 0 {
+            got += n as usize;
+        } else if n < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            break;
+        }
+    }
+    set_errno(saved);
+    let v = u64::from_ne_bytes(buf);
+    if got == buf.len() && v != 0 {
+        return v;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let mut x = (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 32) ^ (&raw const ts as u64);
+    x ^= (random_u64 as fn() -> u64 as usize as u64).rotate_left(17);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (x ^ (x >> 31)) | 1
+}
+
+/// Milliseconds of the system's coarse monotonic clock (`COARSE_CLOCK`: no syscall on Linux,
+/// a resolution of a few milliseconds), never 0. The clock of the purge decay.
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the coarse monotonic clock always exists.
+    unsafe { libc::clock_gettime(super::COARSE_CLOCK, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1000)
+        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
+        .max(1)
+}
