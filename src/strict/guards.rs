@@ -1,0 +1,63 @@
+//! Guard pages, a part of `strict`.
+
+use super::*;
+
+/// Guards laid out by strict mode, in all segments.
+pub(super) static GUARDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Make the last OS page of every page of `seg` a guard (the hook of `segment::alloc`), unless
+/// the segment already has that layout or the guard budget is spent. A reused segment laid out
+/// for another kind is opened again first (one `mprotect`).
+///
+/// # Safety
+/// `seg` is a segment of ours, set up for its kind, with no page in use.
+pub unsafe fn guard_pages(seg: *mut Segment) {
+    // SAFETY: per the contract, the header and the data area are ours.
+    unsafe {
+        let s = &mut *seg;
+        let want = s.kind as u8 + 1;
+        if s.guard_kind == want {
+            return;
+        }
+        let ps = os::page_size();
+        let (first, num) = s.page_range();
+        let lo = s.page_bounds(first).0;
+        let hi = s.page_bounds(num - 1).1;
+        if s.guard_kind != 0 {
+            // Merging the data area back into one mapping never needs a new one.
+            if !os::protect_rw(lo as *mut u8, hi - lo) {
+                os::internal("strict guards: reopening a segment failed");
+            }
+            GUARDS.fetch_sub(s.guards as usize, Relaxed);
+            s.guards = 0;
+            s.guard_kind = 0;
+            s.page_tail = 0;
+        }
+        let count = num - first;
+        if GUARDS.fetch_add(count, Relaxed) + count > GUARD_BUDGET {
+            GUARDS.fetch_sub(count, Relaxed);
+            return;
+        }
+        for i in first..num {
+            let end = s.page_bounds(i).1;
+            if !os::protect_none((end - ps) as *mut u8, ps) {
+                // No mapping left (vm.max_map_count): undo, keep the segment unguarded.
+                if end - ps > lo && !os::protect_rw(lo as *mut u8, end - ps - lo) {
+                    os::internal("strict guards: undo failed");
+                }
+                GUARDS.fetch_sub(count, Relaxed);
+                return;
+            }
+        }
+        s.guards = count as u32;
+        s.page_tail = ps as u32;
+        s.guard_kind = want;
+    }
+}
+
+/// A segment is being unmapped: its guards leave the budget.
+pub fn segment_released(seg: &Segment) {
+    if seg.guards != 0 {
+        GUARDS.fetch_sub(seg.guards as usize, Relaxed);
+    }
+}
