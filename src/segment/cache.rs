@@ -1,0 +1,248 @@
+//! The segment cache, a part of `segment`: whole free segments kept mapped for reuse by any
+//! heap, up to the retained budget (`MAPALLOC_RETAIN_MB`), and the arenas fresh segments are
+//! carved from. A cached segment's dirty pages are purged once it has been
+//! cached for the purge delay; beyond the budget, segments are unmapped.
+
+use super::*;
+
+/// Most segments the cache can hold, whatever the budget (1 GiB).
+pub(super) const SEGMENT_CACHE_MAX: usize = 256;
+
+pub(super) struct SegCache {
+    segs: [*mut Segment; SEGMENT_CACHE_MAX],
+    /// When each segment was cached (`os::now_ms`), in the same order: oldest first.
+    since: [u64; SEGMENT_CACHE_MAX],
+    pub(super) len: usize,
+    /// Fresh segments mapped ahead (see [`map_arena`]) and not handed out yet: the range
+    /// `[arena_next, arena_end)`, carved from the bottom up.
+    pub(super) arena_next: usize,
+    pub(super) arena_end: usize,
+}
+
+// SAFETY: cached segments are mapped memory owned by the cache; the lock serialises access.
+unsafe impl Send for SegCache {}
+
+pub(super) static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
+    segs: [ptr::null_mut(); SEGMENT_CACHE_MAX],
+    since: [0; SEGMENT_CACHE_MAX],
+    len: 0,
+    arena_next: 0,
+    arena_end: 0,
+});
+
+impl SegCache {
+    fn get(&self, k: usize) -> (*mut Segment, u64) {
+        match (self.segs.get(k), self.since.get(k)) {
+            (Some(&s), Some(&t)) => (s, t),
+            _ => os::internal("segment cache"),
+        }
+    }
+
+    pub(super) fn push(&mut self, seg: *mut Segment, now: u64) -> bool {
+        let n = self.len;
+        match (self.segs.get_mut(n), self.since.get_mut(n)) {
+            (Some(s), Some(t)) => {
+                *s = seg;
+                *t = now;
+                self.len += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Take the most recently cached segment (the one most likely still resident).
+    pub(super) fn pop(&mut self) -> *mut Segment {
+        if self.len == 0 {
+            return ptr::null_mut();
+        }
+        self.len -= 1;
+        self.get(self.len).0
+    }
+
+    /// Take a fresh segment from the arena, mapping a new arena when it is used up. Null when
+    /// out of memory.
+    pub(super) fn carve(&mut self) -> *mut Segment {
+        if self.arena_next == self.arena_end {
+            let (base, n) = map_arena();
+            if base == 0 {
+                return ptr::null_mut();
+            }
+            self.arena_next = base;
+            self.arena_end = base + n * SEGMENT_SIZE;
+            RESERVED.store(n, Ordering::Relaxed);
+        }
+        let seg = self.arena_next;
+        self.arena_next += SEGMENT_SIZE;
+        RESERVED.fetch_sub(1, Ordering::Relaxed);
+        seg as *mut Segment
+    }
+}
+
+/// Segments one arena holds: fresh segments are mapped this many at a time, with their guards
+/// installed by one call, instead of a map, a trim and a guard call for each.
+pub(super) const ARENA_SEGMENTS: usize = 16;
+
+/// Map an arena of fresh segments, aligned, with the guards of every segment (see the layout
+/// in the module doc) installed: `ARENA_SEGMENTS` of them, or one when the kernel cannot
+/// give that much: two syscalls for sixteen segments (`os::map_aligned` leaves the alignment
+/// slack, under one segment, mapped and untouched instead of trimming it). Returns (base,
+/// segments), base 0 when out of memory.
+///
+/// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
+/// each of its segments is unmapped on its own when the segment cache lets it go.
+pub(super) fn map_arena() -> (usize, usize) {
+    // Short of address space (`RLIMIT_AS`) when the arena cannot be had: one segment, placed
+    // without slack first (the slack would use as much address space again).
+    for (n, exact) in [(ARENA_SEGMENTS, false), (1, true), (1, false)] {
+        let (base, (raw, total)) = if exact {
+            let b = os::map_aligned_exact(SEGMENT_SIZE, SEGMENT_SIZE);
+            (b, (b, SEGMENT_SIZE))
+        } else {
+            os::map_aligned(n * SEGMENT_SIZE, SEGMENT_SIZE)
+        };
+        if base.is_null() {
+            continue;
+        }
+        if install_guards(base as usize, n) {
+            return (base as usize, n);
+        }
+        // SAFETY: our own fresh mapping, slack and all.
+        unsafe { os::release(raw, total) };
+    }
+    (0, 0)
+}
+
+/// Install the guards of the `n` fresh segments from `base` (see the layout in the module
+/// doc) with one call. False when the kernel refused.
+pub(super) fn install_guards(base: usize, n: usize) -> bool {
+    let (meta_end, data_start) = layout();
+    let ps = os::page_size();
+    let mut ranges = [libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }; 2 * ARENA_SEGMENTS];
+    for (i, pair) in ranges.chunks_exact_mut(2).take(n).enumerate() {
+        let seg = base + i * SEGMENT_SIZE;
+        if let [before_data, end] = pair {
+            before_data.iov_base = (seg + meta_end) as *mut libc::c_void;
+            before_data.iov_len = data_start - meta_end;
+            end.iov_base = (seg + SEGMENT_SIZE - ps) as *mut libc::c_void;
+            end.iov_len = ps;
+        }
+    }
+    // SAFETY: the guards lie inside segments just mapped (or the unused emergency segment),
+    // in regions that hold no data.
+    unsafe { os::guard_many(ranges.get(..2 * n).unwrap_or(&[])) }
+}
+
+/// Segments currently mapped (in use or cached).
+pub(super) static MAPPED: AtomicUsize = AtomicUsize::new(0);
+/// Segments in the cache.
+pub(super) static CACHED: AtomicUsize = AtomicUsize::new(0);
+/// Fresh segments mapped in the arena and not handed out yet.
+pub(super) static RESERVED: AtomicUsize = AtomicUsize::new(0);
+/// Sum of `dirty_bytes` over mapped segments: segment memory that may be resident.
+pub(super) static COMMITTED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn mapped_segments() -> usize {
+    MAPPED.load(Ordering::Relaxed)
+}
+
+pub fn cached_segments() -> usize {
+    CACHED.load(Ordering::Relaxed)
+}
+
+/// Fresh segments mapped ahead in the arena (not touched yet, so not resident).
+pub fn reserved_segments() -> usize {
+    RESERVED.load(Ordering::Relaxed)
+}
+
+/// Bytes of segment memory that may be resident (metadata and pages used since their last
+/// purge).
+pub fn committed_bytes() -> usize {
+    COMMITTED.load(Ordering::Relaxed)
+}
+
+/// Guard bytes of one segment.
+pub fn guard_bytes_per_segment() -> usize {
+    let (meta_end, data_start) = layout();
+    data_start - meta_end + os::page_size()
+}
+
+/// Unmap every cached segment; returns the bytes released.
+pub fn trim_cache() -> usize {
+    let mut n = 0;
+    loop {
+        let seg = SEG_CACHE.lock().pop();
+        if seg.is_null() {
+            break;
+        }
+        CACHED.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: popped from the cache: ours alone, nothing live.
+        n += unsafe { (*seg).dirty_bytes };
+        release(seg);
+    }
+    n
+}
+
+/// Purge the dirty pages of segments cached at or before `cutoff`; returns when the oldest
+/// segment still dirty was cached (`u64::MAX` if none), and adds the bytes purged to
+/// `*purged`.
+pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
+    if CACHED.load(Ordering::Relaxed) == 0 {
+        return u64::MAX;
+    }
+    let mut next = u64::MAX;
+    // Purging under the lock: other threads wait only when they need the cache itself, and
+    // this runs at most once per purge delay.
+    let c = SEG_CACHE.lock();
+    let mut batch = os::PurgeBatch::new();
+    for k in 0..c.len {
+        let (seg, since) = c.get(k);
+        // SAFETY: cached segments are ours alone while the lock is held.
+        let s = unsafe { &mut *seg };
+        if s.dirty_bytes <= layout().0 {
+            continue;
+        }
+        if since <= cutoff {
+            *purged += s.purge_pages(u64::MAX, &mut batch).1;
+        } else {
+            next = next.min(since);
+        }
+    }
+    // Before the lock goes: a segment popped from the cache may be written at once.
+    batch.flush();
+    next
+}
+
+pub(super) fn release(seg: *mut Segment) {
+    // SAFETY: callers pass a segment of ours that nothing uses any more.
+    crate::strict::segment_released(unsafe { &*seg });
+    segmap_set(seg as usize, false);
+    MAPPED.fetch_sub(1, Ordering::Relaxed);
+    // SAFETY: callers pass a segment of ours with nothing live, on no list, known to no heap.
+    unsafe {
+        COMMITTED.fetch_sub((*seg).dirty_bytes, Ordering::Relaxed);
+        os::release(seg.cast(), SEGMENT_SIZE);
+    }
+}
+
+/// In the child of `fork` (see `init`): if a thread that did not follow into the child held
+/// the segment-cache lock, release it and empty the cache and the arena, which that thread
+/// may have left half updated. The cached segments and the rest of the arena stay mapped,
+/// unused (address space only: their pages were purged or are shared with the parent until
+/// written); nothing is ever handed out twice.
+///
+/// # Safety
+/// The calling thread is the only thread of the process.
+pub unsafe fn after_fork_child() {
+    // SAFETY: per the contract.
+    if let Some(mut c) = unsafe { SEG_CACHE.take_orphan() } {
+        c.len = 0;
+        c.arena_next = 0;
+        c.arena_end = 0;
+        CACHED.store(0, Ordering::Relaxed);
+        RESERVED.store(0, Ordering::Relaxed);
+    }
+}
