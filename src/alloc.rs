@@ -6,7 +6,7 @@
 
 use core::ptr;
 
-use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
+use crate::size_class::{self, LARGE_FROM, MAX_MEDIUM_SIZE, MIN_ALIGN};
 use crate::{config, heap, large, os, segment, strict, zero};
 
 /// Allocate `size` bytes, 16-byte aligned. Null when out of memory or impossible.
@@ -15,7 +15,7 @@ pub fn malloc(size: usize) -> *mut u8 {
     if config::strict() {
         return strict::malloc(size);
     }
-    if size <= MAX_CLASS_SIZE {
+    if size < LARGE_FROM {
         // Size 0 maps to `ZERO_CLASS`, whose queue is always empty: `heap` hands it to `zero`
         // on its slow path, so the fast path pays nothing for it.
         heap::alloc(size_class::class_or_zero(size))
@@ -37,7 +37,7 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     if align <= MIN_ALIGN {
         return malloc(size);
     }
-    if align <= MAX_MEDIUM_SIZE {
+    if align <= MAX_MEDIUM_SIZE && size < LARGE_FROM {
         if let Some(c) = size_class::class_for_aligned(size, align) {
             return heap::alloc(c);
         }
@@ -53,7 +53,7 @@ pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
     if config::strict() {
         return strict::malloc_zeroed(size, align);
     }
-    if size > MAX_CLASS_SIZE || align > MAX_MEDIUM_SIZE {
+    if size >= LARGE_FROM || align > MAX_MEDIUM_SIZE {
         // Large blocks come zeroed from the kernel, or from the cache, which zeroes them.
         return large_alloc(size, align, true);
     }
@@ -124,7 +124,16 @@ pub unsafe fn free(p: *mut u8, size: usize) {
         // SAFETY: `seg` contains `p`.
         Some(seg) => unsafe { heap::free(seg, p, size) },
         None if zero::contains(p) => zero::free(p, size),
-        None => large::free(p, size),
+        None => large_free(p, size),
+    }
+}
+
+/// Free a large block; when it went into the large-block cache, this thread's heap schedules
+/// the cache's decay.
+#[cold]
+pub(crate) fn large_free(p: *mut u8, size: usize) {
+    if let Some(now) = large::free(p, size) {
+        heap::large_freed(now);
     }
 }
 
@@ -133,9 +142,8 @@ pub unsafe fn free(p: *mut u8, size: usize) {
 /// pointer lacks aborts (`aligned delete of 0x... with an alignment the block lacks`), and so
 /// does a size that does not lead to the block (`sized delete of 0x... with the wrong size`):
 /// in strict mode the exact requested size, which the canary records; in the default mode a
-/// size whose class is not the block's (for large blocks, a size that would not have been
-/// served by this block: a class size, or one that does not fit in it with at most half its
-/// pages spare, as the large-block cache allows). Deleting an object through a base class of
+/// size whose class is not the block's (for large blocks, whose usable size is the request
+/// rounded up to 16 or to the alignment, a size that rounds to another one). Deleting an object through a base class of
 /// another size, or `new[]` with `delete` of a type with a destructor (the array cookie), lands
 /// here. A pointer that is not a live block goes on to `free`, which names the fault.
 ///
@@ -170,8 +178,10 @@ unsafe fn size_leads_to(p: *mut u8, size: usize, align: usize) -> bool {
         // SAFETY: forwarded contract.
         return unsafe { strict::requested_size(p) }.is_none_or(|n| n == size);
     }
-    let class = if align <= MIN_ALIGN {
-        (size <= MAX_CLASS_SIZE).then(|| size_class::class_of(size))
+    let class = if size >= LARGE_FROM {
+        None
+    } else if align <= MIN_ALIGN {
+        Some(size_class::class_of(size))
     } else if align <= MAX_MEDIUM_SIZE {
         size_class::class_for_aligned(size, align)
     } else {
@@ -187,11 +197,8 @@ unsafe fn size_leads_to(p: *mut u8, size: usize, align: usize) -> bool {
             Some(block) => match class {
                 // A class block served as a large block of its own when no segment could be
                 // had (`heap::large_fallback`).
-                Some(c) => os::page_round_up(size_class::class_size(c)) == Some(block),
-                None => {
-                    let need = os::page_round_up(size).unwrap_or(usize::MAX);
-                    need <= block && block - need <= need / 2
-                }
+                Some(c) => size_class::class_size(c) == block,
+                None => large::usable_for(size, align) == Some(block),
             },
             None => true,
         },
@@ -280,7 +287,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
         if size <= usable && (size >= usable / 2 || usable <= 2 * MIN_ALIGN) {
             return p;
         }
-    } else if size > MAX_CLASS_SIZE && (p as usize) % align == 0 {
+    } else if size >= LARGE_FROM && (p as usize) % align == 0 {
         let q = large::resize(p, size, align);
         if !q.is_null() {
             return q;

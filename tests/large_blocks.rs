@@ -1,6 +1,5 @@
-//! Large blocks: reuse through the cache (no syscall per malloc/free; in strict mode the two
-//! `mprotect`s that close a freed block and open it again), growth by mremap, guard pages on
-//! both sides.
+//! Large blocks: reuse through the cache (no syscall per malloc/free but the two `mprotect`s
+//! that close a freed block and open it again), growth by mremap, guard pages on both sides.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::os::unix::process::ExitStatusExt;
@@ -39,9 +38,9 @@ fn malloc_free_loop_costs_no_syscall_per_call() {
                 MapAlloc.dealloc(p, layout);
             }
             let spent = syscalls() - before;
-            // Strict mode makes a freed large block PROT_NONE while it is cached and opens it
-            // again when it is reused: two mprotects per malloc/free, and nothing else.
-            let allowed = if strict() { 4 + 2 * 2000 } else { 4 };
+            // A freed large block is PROT_NONE while it is cached and opened again when it is
+            // reused: two mprotects per malloc/free, and nothing else.
+            let allowed = 4 + 2 * 2000;
             assert!(
                 spent <= allowed,
                 "{spent} syscalls for 2000 malloc/free of {size} bytes"

@@ -119,6 +119,11 @@ const CASES: &[(&str, Expect)] = &[
     ("underflow_first_small", FaultAt),
     ("underflow_first_page", FaultAt),
     ("underflow_first_big", FaultAt),
+    ("uaf_big_read", FaultAt),
+    ("uaf_big_write_thread", FaultAt),
+    ("overflow_big_usable", FaultAt),
+    ("overflow_big_after_realloc", FaultAt),
+    ("overflow_big_reused", FaultAt),
 ];
 
 /// Compiles tests/c/misuse/<name>.c (or `.cpp`) into target/misuse-tests/<tag>/<name>.
@@ -318,4 +323,9 @@ cases! {
     underflow_first_small
     underflow_first_page
     underflow_first_big
+    uaf_big_read
+    uaf_big_write_thread
+    overflow_big_usable
+    overflow_big_after_realloc
+    overflow_big_reused
 }

@@ -35,9 +35,17 @@ fn run_case(case: &str) {
                 MapAlloc.dealloc(p, layout(20));
             }
             "overflow_large" => {
-                let n = 3 << 20;
+                // Past the request, inside the block's last 16 bytes: the canary.
+                let n = (3 << 20) + 1;
                 let p = MapAlloc.alloc(layout(n));
                 *p.add(n) ^= 0xFF;
+                MapAlloc.dealloc(p, layout(n));
+            }
+            "overflow_large_to_guard" => {
+                // A request that fills its pages ends at the trailing guard.
+                let n = 3 << 20;
+                let p = MapAlloc.alloc(layout(n));
+                std::ptr::write_volatile(p.add(n), 1);
                 MapAlloc.dealloc(p, layout(n));
             }
             "double_free_quarantined" => {
@@ -192,6 +200,18 @@ fn overflow_of_a_large_block() {
     expect_abort(
         "overflow_large",
         "mapalloc: heap overflow past the end of the block at ",
+    );
+}
+
+#[test]
+fn overflow_of_a_large_block_to_its_guard() {
+    let out = run_child("overflow_large_to_guard");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSEGV),
+        "expected SIGSEGV, got {:?}; stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

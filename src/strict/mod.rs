@@ -8,7 +8,7 @@
 //! | random allocation order | fresh blocks enter a page's free list in shuffled batches |
 //! | encoded free lists | a link is stored as `next ^ secret ^ (address >> 4)` and checked: when popped it must be null or a block start inside the page's carved part, and the block it names must still be free when it is handed out, else `mapalloc: corrupted free list in page at 0x...`; other threads' frees reach the owner with their links already encoded |
 //! | delayed reuse | a freed block waits in its heap's quarantine before it returns to a free list: a block of up to [`QUARANTINE_SMALL`] bytes until [`QUARANTINE_BLOCKS`] more such blocks were freed (a ring), a bigger one in a FIFO of at most [`QUARANTINE_BIG_BLOCKS`] blocks and [`QUARANTINE_BYTES`]; its live bit is cleared at once, so a second free is still a double free |
-//! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one (large blocks too), its first `ZERO_LIMIT` bytes and its canary (unless `MAPALLOC_STRICT_ZERO=0`, `config::strict_zero`); a freed large block is made `PROT_NONE` while it waits in the large-block cache |
+//! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one (large blocks too), its first `ZERO_LIMIT` bytes and its canary (unless `MAPALLOC_STRICT_ZERO=0`, `config::strict_zero`) (a freed large block is `PROT_NONE` while it waits in the large-block cache, in every mode) |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
 //! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
 //!
@@ -42,7 +42,14 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crate::heap::{self, DONE, Heap};
 use crate::remote::{self, Block};
 use crate::segment::{self, Page, Segment};
-use crate::size_class::{self, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
+use crate::size_class::{self, LARGE_FROM, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
+
+/// Requests below this take a size-class block (the class of `n + 1`, which must exist).
+const CLASS_BELOW: usize = if LARGE_FROM < MAX_CLASS_SIZE {
+    LARGE_FROM
+} else {
+    MAX_CLASS_SIZE
+};
 use crate::{config, large, os};
 
 mod canary;
@@ -88,8 +95,7 @@ const _: () = assert!(SHUFFLE_MAX.is_power_of_two());
 /// in the build's environment variable `MAPALLOC_STRICT_OFF`, of `zero` (no clearing on
 /// free), `canary` (no canary or tag is written or checked; a block counts as requested up
 /// to its last byte), `quarantine` (freed blocks go straight back to their page), `shuffle`
-/// (fresh blocks in address order) and `large-protect` (cached large blocks stay
-/// accessible). Like the `unhardened` feature it
+/// (fresh blocks in address order). Like the `unhardened` feature it
 /// exists only for measurements (`benches/README.md`): such a build catches less and fails
 /// the strict tests. Unset, every switch below is false and its branches compile away; an
 /// unknown word fails the build.
@@ -98,15 +104,14 @@ const OFF: &str = match option_env!("MAPALLOC_STRICT_OFF") {
     None => "",
 };
 /// The words `MAPALLOC_STRICT_OFF` accepts.
-const OFF_WORDS: [&str; 5] = ["zero", "canary", "quarantine", "shuffle", "large-protect"];
+const OFF_WORDS: [&str; 4] = ["zero", "canary", "quarantine", "shuffle"];
 const NO_ZERO: bool = off(OFF, OFF_WORDS[0]);
 const NO_CANARY: bool = off(OFF, OFF_WORDS[1]);
 const NO_QUARANTINE: bool = off(OFF, OFF_WORDS[2]);
 const NO_SHUFFLE: bool = off(OFF, OFF_WORDS[3]);
-const NO_LARGE_PROTECT: bool = off(OFF, OFF_WORDS[4]);
 const _: () = assert!(
     off_words_known(OFF),
-    "MAPALLOC_STRICT_OFF: use zero, canary, quarantine, shuffle, large-protect"
+    "MAPALLOC_STRICT_OFF: use zero, canary, quarantine, shuffle"
 );
 
 /// The `i`th comma-separated item of `list` as a byte range, or `None` past the last.
@@ -309,19 +314,52 @@ fn alloc_class(cls: usize, n: usize) -> *mut u8 {
     b
 }
 
-/// A large block of at least `size + 1` bytes, canary written.
+/// A large block of `size` bytes, canary written. A large block needs no slack of its own:
+/// its end touches its trailing guard, and the large-block table keeps its requested size, so
+/// its canary is only the pattern over the (at most 15, or the alignment's) bytes between the
+/// request and the end, up to [`CANARY_SPAN`] of them, and no tag. A request that is a
+/// multiple of the page size so keeps its start on a page boundary, against its front guard.
 fn alloc_large(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    let Some(req) = size.checked_add(1) else {
-        return ptr::null_mut();
-    };
-    let p = crate::alloc::large_alloc(req, align, zeroed);
+    let p = crate::alloc::large_alloc(size, align, zeroed);
     if p.is_null() {
         return p;
     }
-    let usable = large::usable_size(p).unwrap_or_else(|| os::internal("strict large block"));
+    let (usable, n) = large::sizes(p).unwrap_or_else(|| os::internal("strict large block"));
     // SAFETY: a fresh large block of `usable` bytes.
-    unsafe { write_canary(p, usable, size) };
+    unsafe { large_canary_write(p, usable, n) };
     p
+}
+
+/// The offsets a large block's canary covers (see [`alloc_large`]).
+fn large_span(usable: usize, n: usize) -> (usize, usize) {
+    (n, usable.min(n + CANARY_SPAN))
+}
+
+/// Write the canary of the large block at `p` of `usable` bytes with `n` requested.
+///
+/// # Safety
+/// `p` is a live large block of `usable` bytes that the caller owns.
+unsafe fn large_canary_write(p: *mut u8, usable: usize, n: usize) {
+    if !NO_CANARY {
+        let (a, b) = large_span(usable, n);
+        // SAFETY: within the block.
+        unsafe { span_write(p, block_key(p as usize), a, b) };
+    }
+}
+
+/// The requested size of the live large block at `p` (`None` when it is not one), its
+/// canary checked: an overflow aborts.
+///
+/// # Safety
+/// `p` is non-null.
+unsafe fn large_info(p: *const u8) -> Option<(usize, usize)> {
+    let (usable, n) = large::sizes(p)?;
+    let (a, b) = large_span(usable, n);
+    // SAFETY: a live large block of `usable` bytes.
+    if !NO_CANARY && !unsafe { span_ok(p, block_key(p as usize), a, b) } {
+        overflow(p as usize);
+    }
+    Some((usable, n))
 }
 
 /// `alloc::malloc` in strict mode.
@@ -331,7 +369,7 @@ pub fn malloc(size: usize) -> *mut u8 {
         // An inaccessible slot, as in the default mode (see `zero`).
         return crate::alloc::zero_size(MIN_ALIGN);
     }
-    if size < MAX_CLASS_SIZE {
+    if size < CLASS_BELOW {
         alloc_class(size_class::class_of(size + 1), size)
     } else {
         alloc_large(size, 0, false)
@@ -344,7 +382,7 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     if align <= MIN_ALIGN {
         return malloc(size);
     }
-    if align <= MAX_MEDIUM_SIZE && size < MAX_CLASS_SIZE {
+    if align <= MAX_MEDIUM_SIZE && size < CLASS_BELOW {
         if let Some(c) = size_class::class_for_aligned(size + 1, align) {
             return alloc_class(c, size);
         }
@@ -354,7 +392,7 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
 
 /// `alloc::malloc_zeroed` in strict mode.
 pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
-    if size >= MAX_CLASS_SIZE || align > MAX_MEDIUM_SIZE {
+    if size >= CLASS_BELOW || align > MAX_MEDIUM_SIZE {
         return alloc_large(size, align, true);
     }
     let p = malloc_aligned(size, align);
@@ -424,45 +462,27 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
 #[cold]
 #[inline(never)]
 fn free_large(p: *mut u8, size: usize) {
-    let Some(usable) = large::usable_size(p) else {
+    // SAFETY: `p` is non-null.
+    let Some((usable, n)) = (unsafe { large_info(p) }) else {
         // Not a live large block: `large::free` reports it (invalid or double free).
-        large::free(p, size);
+        crate::alloc::large_free(p, size);
         return;
-    };
-    // SAFETY: a live large block of `usable` bytes.
-    let Some(n) = (unsafe { read_canary(p, usable) }) else {
-        overflow(p as usize)
     };
     if size > n {
         sized_too_large(p as usize);
     }
     // Cleared as a big size-class block is (its first ZERO_LIMIT bytes and the canary; not
     // with MAPALLOC_STRICT_ZERO=0), so that a reuse does not hand them to the next owner.
-    // Then the block becomes inaccessible while it waits in the large-block cache (a use
-    // after free faults); a reuse opens it again (`reopen_large`). Its pages stay resident,
-    // so a reuse costs two `mprotect`s instead of a fault per page. When the mapping cannot
-    // be split (vm.max_map_count), the pages are purged instead: they read as zero.
-    // SAFETY: the caller gives the whole block up; it is page-aligned and page-granular, and
-    // larger than ZERO_LIMIT.
-    unsafe {
-        if zeroing() {
-            clear_big(p, usable, n);
-        }
-        if !NO_LARGE_PROTECT && !os::protect_none(p, usable) {
-            os::purge(p, usable);
+    // (`large` then closes its pages while it waits in the cache, as in the default mode.)
+    if zeroing() {
+        let (a, b) = large_span(usable, n);
+        // SAFETY: the caller gives the whole block up; both ranges lie in it.
+        unsafe {
+            ptr::write_bytes(p, 0, n.min(ZERO_LIMIT));
+            ptr::write_bytes(p.add(a), 0, b - a);
         }
     }
-    large::free(p, 0);
-}
-
-/// Open a cached large block again for reuse (the hook of `large::alloc`); false when the
-/// kernel cannot (no mapping left): the caller then drops the block.
-///
-/// # Safety
-/// `[p, p + usable)` is a cached large block that the caller has just taken.
-pub unsafe fn reopen_large(p: *mut u8, usable: usize) -> bool {
-    // SAFETY: per the contract, the range is ours and holds nothing live.
-    NO_LARGE_PROTECT || unsafe { os::protect_rw(p, usable) }
+    crate::alloc::large_free(p, 0);
 }
 
 /// The block size and requested size of the live block at `p`, and whether it is a
@@ -476,7 +496,8 @@ unsafe fn info(p: *const u8) -> Option<(usize, usize, bool)> {
             // SAFETY: `seg` contains `p`.
             (unsafe { heap::usable_size(seg, p as *mut u8) }?, true)
         }
-        None => (large::usable_size(p)?, false),
+        // SAFETY: forwarded contract.
+        None => return unsafe { large_info(p) }.map(|(bs, n)| (bs, n, false)),
     };
     // SAFETY: a live block of `bs` bytes.
     match unsafe { read_canary(p, bs) } {
@@ -540,26 +561,20 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
             }
             return p;
         }
-    } else if size >= MAX_CLASS_SIZE && (p as usize) % align == 0 {
-        let q = large::resize(p, size + 1, align);
+    } else if size >= CLASS_BELOW && (p as usize) % align == 0 {
+        let q = large::resize(p, size, align);
         if !q.is_null() {
-            let usable = large::usable_size(q).unwrap_or_else(|| os::internal("strict realloc"));
-            // SAFETY: the block at `q` is live with `usable` bytes, of which the first
-            // min(n, size) are the caller's; the old slack (at the same offsets) is cleared
-            // where it is not data any more. (Bytes dropped by a shrink stay: a freed large
-            // block is inaccessible anyway.)
+            let (usable, _) = large::sizes(q).unwrap_or_else(|| os::internal("strict realloc"));
+            // SAFETY: the block at `q` is live with `usable` bytes, the old block's bytes
+            // moved with it (at the same offsets, up to the smaller size); the old canary is
+            // cleared where it is data now, the new one written.
             unsafe {
-                let old_tl = tag_len(bs - n);
-                let from = (bs - old_tl).max(size);
-                if from < bs {
-                    ptr::write_bytes(q.add(from), 0, bs - from);
+                let (a, b) = large_span(bs, n);
+                let b = b.min(size).min(usable);
+                if b > a {
+                    ptr::write_bytes(q.add(a), 0, b - a);
                 }
-                let end = (n + CANARY_SPAN).min(bs);
-                if end > size {
-                    let lo = n.max(size);
-                    ptr::write_bytes(q.add(lo), 0, end - lo);
-                }
-                write_canary(q, usable, size);
+                large_canary_write(q, usable, size);
             }
             return q;
         }
@@ -598,7 +613,7 @@ mod tests {
     fn measurement_switch_words() {
         assert!(off("zero,canary", "canary") && off("zero", "zero"));
         assert!(!off("zeros", "zero") && !off("", "zero") && !off("canary", "zero"));
-        assert!(off_words_known("") && off_words_known("shuffle,large-protect"));
+        assert!(off_words_known("") && off_words_known("shuffle,quarantine"));
         assert!(!off_words_known("zero,") && !off_words_known("fast"));
     }
 
