@@ -11,16 +11,16 @@ static GLOBAL: MapAlloc = MapAlloc;
 
 #[test]
 fn a_dozen_segments_cost_two_arenas_at_most() {
-    // Blocks of 256 KiB live in segments of the big kind: about 15 per 4 MiB segment.
-    let layout = Layout::from_size_align(256 << 10, 16).unwrap();
+    // Blocks of 48 KiB live in segments of the medium kind: about 70 per 4 MiB segment.
+    let layout = Layout::from_size_align(48 << 10, 16).unwrap();
     let before = mapalloc::stats();
-    let mut blocks = Vec::with_capacity(200);
-    for i in 0..180u8 {
+    let mut blocks = Vec::with_capacity(1000);
+    for i in 0..1000usize {
         // SAFETY: a valid layout; each block is written in bounds and freed once below.
         let p = unsafe { GLOBAL.alloc(layout) };
         assert!(!p.is_null());
         // SAFETY: `p` is a live block of `layout.size()` bytes.
-        unsafe { p.write_bytes(i, layout.size()) };
+        unsafe { p.write_bytes(i as u8, layout.size()) };
         blocks.push(p);
     }
     let after = mapalloc::stats();
