@@ -361,6 +361,15 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             }
             page_to_full(h, page);
         }
+        if !Kind::of_block_size(class_size(cls)).has_segments() {
+            // Hardened builds lay out no segment for the big kind (see `segment`): its blocks
+            // are large blocks of their own, with nothing to reclaim first.
+            return if crate::config::strict() {
+                ptr::null_mut()
+            } else {
+                large_fallback(cls)
+            };
+        }
         let mut page = fresh_page(h, cls);
         if page.is_null() && reclaim(h) > 0 {
             page = fresh_page(h, cls);
