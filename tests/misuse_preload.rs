@@ -119,6 +119,13 @@ const CASES: &[(&str, Expect)] = &[
     ("underflow_first_small", FaultAt),
     ("underflow_first_page", FaultAt),
     ("underflow_first_big", FaultAt),
+    ("overflow_far_small_loop", FaultWithin),
+    ("overflow_far_small_memset", FaultWithin),
+    ("overflow_far_page_memcpy", FaultWithin),
+    ("overflow_far_page_thread", FaultWithin),
+    ("overflow_far_mlocked", FaultWithin),
+    ("underflow_far_small", FaultWithin),
+    ("underflow_far_page_thread", FaultWithin),
 ];
 
 /// Compiles tests/c/misuse/<name>.c (or `.cpp`) into target/misuse-tests/<tag>/<name>.
@@ -318,4 +325,11 @@ cases! {
     underflow_first_small
     underflow_first_page
     underflow_first_big
+    overflow_far_small_loop
+    overflow_far_small_memset
+    overflow_far_page_memcpy
+    overflow_far_page_thread
+    overflow_far_mlocked
+    underflow_far_small
+    underflow_far_page_thread
 }
