@@ -390,9 +390,10 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
     }
 }
 
-/// No segment can be had for class `cls` (the address space is short: `RLIMIT_AS`): serve
-/// the block as a large block of its own, with the class's size and alignment, rather than
-/// fail. A block of 8 KiB to 512 KiB costs its own size and two guard pages this way; smaller
+/// No segment can be had for class `cls` (the address space is short: `RLIMIT_AS`; or, in
+/// hardened builds, `cls` is of the big kind, which has no segments: see
+/// `segment::Kind::has_segments`): serve the block as a large block of its own, with the
+/// class's size and alignment, rather than fail. A block of 8 KiB to 512 KiB costs its own size and two guard pages this way; smaller
 /// ones first get the emergency segment (see `emergency`). `free`, `realloc` and
 /// `malloc_usable_size` find it in the large-block table as any large block.
 #[cold]
