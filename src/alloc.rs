@@ -186,8 +186,12 @@ unsafe fn size_leads_to(p: *mut u8, size: usize, align: usize) -> bool {
         None => match large::usable_size(p) {
             Some(block) => match class {
                 // A class block served as a large block of its own when no segment could be
-                // had (`heap::large_fallback`).
-                Some(c) => os::page_round_up(size_class::class_size(c)) == Some(block),
+                // had, or for a big-kind class in hardened builds (`heap::large_fallback`):
+                // the large-block cache may hand out a block up to half as big again.
+                Some(c) => {
+                    let need = os::page_round_up(size_class::class_size(c)).unwrap_or(usize::MAX);
+                    need <= block && block - need <= need / 2
+                }
                 None => {
                     let need = os::page_round_up(size).unwrap_or(usize::MAX);
                     need <= block && block - need <= need / 2
