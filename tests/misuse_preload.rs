@@ -124,6 +124,13 @@ const CASES: &[(&str, Expect)] = &[
     ("overflow_big_usable", FaultAt),
     ("overflow_big_after_realloc", FaultAt),
     ("overflow_big_reused", FaultAt),
+    ("overflow_far_small_loop", FaultWithin),
+    ("overflow_far_small_memset", FaultWithin),
+    ("overflow_far_page_memcpy", FaultWithin),
+    ("overflow_far_page_thread", FaultWithin),
+    ("overflow_far_mlocked", FaultWithin),
+    ("underflow_far_small", FaultWithin),
+    ("underflow_far_page_thread", FaultWithin),
 ];
 
 /// Compiles tests/c/misuse/<name>.c (or `.cpp`) into target/misuse-tests/<tag>/<name>.
@@ -328,4 +335,11 @@ cases! {
     overflow_big_usable
     overflow_big_after_realloc
     overflow_big_reused
+    overflow_far_small_loop
+    overflow_far_small_memset
+    overflow_far_page_memcpy
+    overflow_far_page_thread
+    overflow_far_mlocked
+    underflow_far_small
+    underflow_far_page_thread
 }

@@ -361,6 +361,15 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
             }
             page_to_full(h, page);
         }
+        if !Kind::of_block_size(class_size(cls)).has_segments() {
+            // Hardened builds lay out no segment for the big kind (see `segment`): its blocks
+            // are large blocks of their own, with nothing to reclaim first.
+            return if crate::config::strict() {
+                ptr::null_mut()
+            } else {
+                large_fallback(cls)
+            };
+        }
         let mut page = fresh_page(h, cls);
         if page.is_null() && reclaim(h) > 0 {
             page = fresh_page(h, cls);
@@ -381,9 +390,10 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
     }
 }
 
-/// No segment can be had for class `cls` (the address space is short: `RLIMIT_AS`): serve
-/// the block as a large block of its own, with the class's size and alignment, rather than
-/// fail. A block of 8 KiB to 512 KiB costs its own size and two guard pages this way; smaller
+/// No segment can be had for class `cls` (the address space is short: `RLIMIT_AS`; or, in
+/// hardened builds, `cls` is of the big kind, which has no segments: see
+/// `segment::Kind::has_segments`): serve the block as a large block of its own, with the
+/// class's size and alignment, rather than fail. A block of 8 KiB to 512 KiB costs its own size and two guard pages this way; smaller
 /// ones first get the emergency segment (see `emergency`). `free`, `realloc` and
 /// `malloc_usable_size` find it in the large-block table as any large block.
 #[cold]

@@ -17,6 +17,8 @@ pub(super) struct SegCache {
     /// `[arena_next, arena_end)`, carved from the bottom up.
     pub(super) arena_next: usize,
     pub(super) arena_end: usize,
+    /// The interior guards of the arena's segments (`Segment::interior`).
+    arena_interior: u8,
 }
 
 // SAFETY: cached segments are mapped memory owned by the cache; the lock serialises access.
@@ -28,6 +30,7 @@ pub(super) static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
     len: 0,
     arena_next: 0,
     arena_end: 0,
+    arena_interior: INTERIOR_NONE,
 });
 
 impl SegCache {
@@ -60,22 +63,23 @@ impl SegCache {
         self.get(self.len).0
     }
 
-    /// Take a fresh segment from the arena, mapping a new arena when it is used up. Null when
-    /// out of memory.
-    pub(super) fn carve(&mut self) -> *mut Segment {
+    /// Take a fresh segment from the arena, mapping a new arena when it is used up, with the
+    /// state of its interior guards (`Segment::interior`). Null when out of memory.
+    pub(super) fn carve(&mut self) -> (*mut Segment, u8) {
         if self.arena_next == self.arena_end {
-            let (base, n) = map_arena();
+            let (base, n, interior) = map_arena();
             if base == 0 {
-                return ptr::null_mut();
+                return (ptr::null_mut(), INTERIOR_NONE);
             }
             self.arena_next = base;
             self.arena_end = base + n * SEGMENT_SIZE;
+            self.arena_interior = interior;
             RESERVED.store(n, Ordering::Relaxed);
         }
         let seg = self.arena_next;
         self.arena_next += SEGMENT_SIZE;
         RESERVED.fetch_sub(1, Ordering::Relaxed);
-        seg as *mut Segment
+        (seg as *mut Segment, self.arena_interior)
     }
 }
 
@@ -87,11 +91,11 @@ pub(super) const ARENA_SEGMENTS: usize = 16;
 /// in the module doc) installed: `ARENA_SEGMENTS` of them, or one when the kernel cannot
 /// give that much: two syscalls for sixteen segments (`os::map_aligned` leaves the alignment
 /// slack, under one segment, mapped and untouched instead of trimming it). Returns (base,
-/// segments), base 0 when out of memory.
+/// segments, state of their interior guards), base 0 when out of memory.
 ///
 /// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
 /// each of its segments is unmapped on its own when the segment cache lets it go.
-pub(super) fn map_arena() -> (usize, usize) {
+pub(super) fn map_arena() -> (usize, usize, u8) {
     // Short of address space (`RLIMIT_AS`) when the arena cannot be had: one segment, placed
     // without slack first (the slack would use as much address space again).
     for (n, exact) in [(ARENA_SEGMENTS, false), (1, true), (1, false)] {
@@ -104,36 +108,75 @@ pub(super) fn map_arena() -> (usize, usize) {
         if base.is_null() {
             continue;
         }
-        if install_guards(base as usize, n) {
-            return (base as usize, n);
+        if let Some(interior) = guard_fresh(base as usize, n) {
+            return (base as usize, n, interior);
         }
         // SAFETY: our own fresh mapping, slack and all.
         unsafe { os::release(raw, total) };
     }
-    (0, 0)
+    (0, 0, INTERIOR_NONE)
+}
+
+/// Interior guards made with `mprotect` in all segments mapped (see [`INTERIOR_GUARD_BUDGET`]).
+static INTERIOR_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// Install the guards of the `n` fresh segments from `base` (or the unused emergency segment):
+/// the metadata and end guards, and the interior guards where the budget allows (always
+/// with guard markers), with one call. Returns the state of their interior guards
+/// (`Segment::interior`), or `None` when the kernel refused even the metadata and end guards.
+///
+/// When the budget is spent, or the kernel refused the interior guards (`ENOMEM`: no
+/// mapping left), the segments go without them: fewer guards, the same layout. A set the
+/// kernel refused half-way may leave some slots guarded, uncounted; no block lies there.
+pub(super) fn guard_fresh(base: usize, n: usize) -> Option<u8> {
+    let count = n * INTERIOR_GUARDS;
+    let wanted = os::HARDENED
+        && (os::guard_markers()
+            || INTERIOR_USED.load(Ordering::Relaxed) + count <= INTERIOR_GUARD_BUDGET);
+    if wanted && install_guards(base, n, true) {
+        // Known only now (the first guard ever tells): were they markers?
+        if os::guard_markers() {
+            return Some(INTERIOR_MARKERS);
+        }
+        INTERIOR_USED.fetch_add(count, Ordering::Relaxed);
+        return Some(INTERIOR_COUNTED);
+    }
+    install_guards(base, n, false).then_some(INTERIOR_NONE)
 }
 
 /// Install the guards of the `n` fresh segments from `base` (see the layout in the module
-/// doc) with one call. False when the kernel refused.
-pub(super) fn install_guards(base: usize, n: usize) -> bool {
+/// doc), the interior ones too if `interior`, with one call. False when the kernel refused.
+fn install_guards(base: usize, n: usize, interior: bool) -> bool {
+    const PER_SEGMENT: usize = 2 + INTERIOR_GUARDS;
     let (meta_end, data_start) = layout();
     let ps = os::page_size();
+    let slot = interior_slot();
     let mut ranges = [libc::iovec {
         iov_base: ptr::null_mut(),
         iov_len: 0,
-    }; 2 * ARENA_SEGMENTS];
-    for (i, pair) in ranges.chunks_exact_mut(2).take(n).enumerate() {
-        let seg = base + i * SEGMENT_SIZE;
-        if let [before_data, end] = pair {
-            before_data.iov_base = (seg + meta_end) as *mut libc::c_void;
-            before_data.iov_len = data_start - meta_end;
-            end.iov_base = (seg + SEGMENT_SIZE - ps) as *mut libc::c_void;
-            end.iov_len = ps;
+    }; PER_SEGMENT * ARENA_SEGMENTS];
+    let mut len = 0;
+    let mut push = |at: usize, bytes: usize| {
+        if let Some(r) = ranges.get_mut(len) {
+            r.iov_base = at as *mut libc::c_void;
+            r.iov_len = bytes;
+            len += 1;
         }
+    };
+    for i in 0..n.min(ARENA_SEGMENTS) {
+        let seg = base + i * SEGMENT_SIZE;
+        push(seg + meta_end, data_start - meta_end);
+        if interior && slot != 0 {
+            for off in interior_offsets() {
+                push(seg + off, slot);
+            }
+        }
+        push(seg + SEGMENT_SIZE - ps, ps);
     }
     // SAFETY: the guards lie inside segments just mapped (or the unused emergency segment),
-    // in regions that hold no data.
-    unsafe { os::guard_many(ranges.get(..2 * n).unwrap_or(&[])) }
+    // in regions that hold no data: the metadata guard, the interior guards' slots (never
+    // part of a page's block area) and the end guard.
+    unsafe { os::guard_many(ranges.get(..len).unwrap_or(&[])) }
 }
 
 /// Segments currently mapped (in use or cached).
@@ -164,10 +207,11 @@ pub fn committed_bytes() -> usize {
     COMMITTED.load(Ordering::Relaxed)
 }
 
-/// Guard bytes of one segment.
+/// Guard bytes of one segment (the slots of its interior guards counted, installed or not:
+/// no block ever lies there).
 pub fn guard_bytes_per_segment() -> usize {
     let (meta_end, data_start) = layout();
-    data_start - meta_end + os::page_size()
+    data_start - meta_end + os::page_size() + INTERIOR_GUARDS * interior_slot()
 }
 
 /// Unmap every cached segment; returns the bytes released.
@@ -219,6 +263,10 @@ pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
 pub(super) fn release(seg: *mut Segment) {
     // SAFETY: callers pass a segment of ours that nothing uses any more.
     crate::strict::segment_released(unsafe { &*seg });
+    // SAFETY: as above.
+    if unsafe { (*seg).interior } == INTERIOR_COUNTED {
+        INTERIOR_USED.fetch_sub(INTERIOR_GUARDS, Ordering::Relaxed);
+    }
     segmap_set(seg as usize, false);
     MAPPED.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: callers pass a segment of ours with nothing live, on no list, known to no heap.

@@ -1,16 +1,29 @@
 //! Segments: 4 MiB regions aligned to 4 MiB, carved into pages of one size class each.
 //!
-//! Layout of a segment (OS page size P; offsets from the segment base):
+//! Layout of a segment (OS page size P, guard stride S = 512 KiB; offsets from the segment
+//! base; `#` is a guard):
 //!
 //! ```text
-//! [ header + page descriptors | live-block bitmap ][ guard P ][ pages ... ][ guard P ]
-//! 0                                               meta_end   data_start  SEGMENT_SIZE - P
+//! [ header + pages | bitmap ][#][ pages ... ][#][ pages ... ][#] ... [ pages ... ][#]
+//! 0                 meta_end    data_start   S-P S            2S-P    7S           8S-P
 //! ```
 //!
 //! - **Metadata apart from data.** The header, the page descriptors and the bitmap sit at the
-//!   start of the segment, fenced from the blocks by a `PROT_NONE` guard; an underflow off the
-//!   first page or an overflow off the last faults instead of reaching metadata or the next
-//!   segment.
+//!   start of the segment, fenced from the blocks by a guard; an underflow off the first page
+//!   or an overflow off the last faults instead of reaching metadata or the next segment.
+//! - **No accessible run longer than the stride** (issue 20, item 3: an overflow or underflow
+//!   that runs far, a loop or a `memcpy`). In hardened builds the last OS page of every
+//!   [`GUARD_STRIDE`] (512 KiB) of the segment is a guard (the last one is the end guard): a
+//!   linear overflow or underflow of 512 KiB from any block faults. A page whose end is a
+//!   stride's end loses that OS page from its block area ([`Segment::page_bounds`] ends
+//!   before it): a medium page of 64 KiB blocks holds 7, a small page of 8 KiB blocks 7 when
+//!   it ends a stride. The layout is fixed (the same for every kind, every segment), so the
+//!   reserved OS pages are never handed out, purged or reopened, whether their guard is
+//!   installed or not: they are installed with the segment's other guards when its arena is
+//!   mapped (guard markers: one call for sixteen segments), and a reused segment keeps them
+//!   (markers survive purges and `fork`). With the `mprotect` fallback each costs two
+//!   mappings, so they are installed within [`INTERIOR_GUARD_BUDGET`]; past it fresh segments
+//!   get only the metadata and end guards (their reserved pages stay unused).
 //! - **Pointer to metadata from the address alone.** `p & !(SEGMENT_SIZE - 1)` is the segment
 //!   base, but it is only read after the global *segment map* (one bit per 4 MiB of address
 //!   space, a static bitmap covering 48-bit addresses) says that a segment of ours is mapped
@@ -21,8 +34,9 @@
 //!   metadata alone, without a header in front of the block.
 //! - A segment has one *kind*, which fixes its page size: small (64 KiB pages, blocks up to
 //!   8 KiB), medium (512 KiB pages, blocks up to 64 KiB) or big (one page per segment, blocks
-//!   up to 512 KiB). The first data byte is 64 KiB-aligned, so a class whose size is a
-//!   multiple of `A <= 64 KiB` has every block `A`-aligned.
+//!   up to 512 KiB; only in the `unhardened` measurement build, see [`Kind::has_segments`]).
+//!   The first data byte is 64 KiB-aligned, so a class whose size is a multiple of
+//!   `A <= 64 KiB` has every block `A`-aligned.
 //! - A segment belongs to one heap (thread); all its pages do too. Other threads only push
 //!   to a page's atomic remote-free list and read the bitmap.
 //!
@@ -50,6 +64,18 @@ pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
 const SLICE_SHIFT: usize = 16;
 const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
 pub const MAX_PAGES: usize = SEGMENT_SIZE >> SLICE_SHIFT;
+/// The longest accessible run inside a segment's data area (hardened builds): the last OS
+/// page of every stride is a guard (see the module doc).
+pub const GUARD_STRIDE: usize = 1 << 19;
+/// Guards inside the data area (the strides' last OS pages but the segment's last, which is
+/// its end guard).
+pub const INTERIOR_GUARDS: usize = SEGMENT_SIZE / GUARD_STRIDE - 1;
+/// Interior guards all segments may have made with `mprotect` (no guard markers), each of
+/// which splits a mapping in three (two more entries against `vm.max_map_count`, 65530 by
+/// default): 8192 guards are 16384 mappings, a quarter of the default, for 4.5 GiB of
+/// segments. Strict mode's tail guards have a budget of their own (`strict::GUARD_BUDGET`).
+/// Guard markers split nothing and are not counted.
+pub const INTERIOR_GUARD_BUDGET: usize = 8192;
 /// Bytes of address space covered by one bit of the live-block bitmap.
 const GRANULE_SHIFT: usize = 4;
 const BITMAP_WORDS: usize = SEGMENT_SIZE >> GRANULE_SHIFT >> 6;
@@ -87,7 +113,20 @@ impl Kind {
             Kind::Big => SEGMENT_SHIFT,
         }
     }
+
+    /// Whether segments of this kind are laid out. Not the big kind in hardened builds: its
+    /// one page would span the interior guards, so [`alloc`] maps no segment for it and its
+    /// blocks become large blocks of their own (`heap::large_fallback`), each between guards.
+    pub const fn has_segments(self) -> bool {
+        !(os::HARDENED && matches!(self, Kind::Big))
+    }
 }
+
+// Pages of the small and medium kinds end on every stride's end, so a stride's last OS page
+// is always the end of a page.
+const _: () = assert!(GUARD_STRIDE % (1 << Kind::Small.page_shift()) == 0);
+const _: () = assert!(GUARD_STRIDE == 1 << Kind::Medium.page_shift());
+const _: () = assert!(SEGMENT_SIZE % GUARD_STRIDE == 0);
 
 /// A page descriptor: the metadata of one page (a run of memory holding blocks of one class).
 /// Fields without atomics are touched only by the owning thread.
@@ -156,8 +195,19 @@ pub struct Segment {
     pub page_tail: u32,
     pub guard_kind: u8,
     pub guards: u32,
+    /// The interior guards (see the module doc): `INTERIOR_NONE`, `INTERIOR_MARKERS` or
+    /// `INTERIOR_COUNTED` (made with `mprotect`, counted in [`INTERIOR_GUARD_BUDGET`]). Set
+    /// once, when the fresh segment is carved; kept through reuse.
+    interior: u8,
     pub pages: [Page; MAX_PAGES],
 }
+
+/// [`Segment::interior`]: not installed (budget spent, or the `unhardened` build).
+const INTERIOR_NONE: u8 = 0;
+/// Installed as guard markers: they cost no mapping.
+const INTERIOR_MARKERS: u8 = 1;
+/// Installed with `mprotect`: counted in `INTERIOR_USED` until the segment is unmapped.
+const INTERIOR_COUNTED: u8 = 2;
 
 const BITMAP_OFFSET: usize = (core::mem::size_of::<Segment>() + 63) & !63;
 const META_SIZE: usize = BITMAP_OFFSET + BITMAP_WORDS * 8;
@@ -212,10 +262,33 @@ fn layout() -> (usize, usize) {
     (meta_end, data_start)
 }
 
+/// Bytes reserved at the end of every stride but the last for its interior guard: one OS
+/// page in hardened builds, none in the `unhardened` build.
+#[inline]
+fn interior_slot() -> usize {
+    os::guard_size()
+}
+
+/// Offsets of the interior guards of a segment, lowest first.
+fn interior_offsets() -> impl Iterator<Item = usize> {
+    let slot = interior_slot();
+    (1..=INTERIOR_GUARDS).map(move |k| k * GUARD_STRIDE - slot)
+}
+
+/// Bytes of a segment's data area that blocks may use (every kind): the pages without the
+/// interior guards' slots.
+fn data_bytes() -> usize {
+    let (_, data_start) = layout();
+    SEGMENT_SIZE - os::page_size() - data_start - INTERIOR_GUARDS * interior_slot()
+}
+
 /// Map a fresh segment (or take a cached one) for `heap`, set up for pages of `kind`.
 /// Null when out of memory.
 pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
-    let (cached, base) = {
+    if !kind.has_segments() {
+        return ptr::null_mut();
+    }
+    let (cached, (base, interior)) = {
         let mut c = SEG_CACHE.lock();
         let cached = c.pop();
         // Mapping a new arena under the lock: once per `ARENA_SEGMENTS` segments, and a
@@ -225,12 +298,12 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         // mapped for it and its blocks become large blocks of their own (see
         // `heap::large_fallback`), which cost their size and two guard pages.
         let frugal = kind == Kind::Big && c.arena_next == c.arena_end;
-        let base = if cached.is_null() && !(frugal && os::address_space_limited()) {
-            c.carve().cast::<u8>()
+        let fresh = if cached.is_null() && !(frugal && os::address_space_limited()) {
+            c.carve()
         } else {
-            ptr::null_mut()
+            (ptr::null_mut(), INTERIOR_NONE)
         };
-        (cached, base)
+        (cached, fresh)
     };
     let seg = if cached.is_null() && base.is_null() {
         if kind == Kind::Big && os::address_space_limited() {
@@ -242,9 +315,12 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
         segmap_set(base as usize, true);
         MAPPED.fetch_add(1, Ordering::Relaxed);
         COMMITTED.fetch_add(meta_end, Ordering::Relaxed);
-        let seg = base as *mut Segment;
+        let seg = base;
         // SAFETY: fresh zeroed metadata of our own segment.
-        unsafe { (*seg).dirty_bytes = meta_end };
+        unsafe {
+            (*seg).dirty_bytes = meta_end;
+            (*seg).interior = interior;
+        }
         seg
     } else {
         CACHED.fetch_sub(1, Ordering::Relaxed);
@@ -272,16 +348,21 @@ fn emergency_segment() -> *mut Segment {
     };
     let base = emergency::frame();
     if fresh {
-        if !install_guards(base, 1) {
+        // `.bss` takes guard markers as anonymous memory does, or `mprotect` where it has
+        // none; the interior guards within their budget, as for an arena.
+        let Some(interior) = guard_fresh(base, 1) else {
             emergency::give_back_unused();
             return ptr::null_mut();
-        }
+        };
         let (meta_end, _) = layout();
         segmap_set(base, true);
         MAPPED.fetch_add(1, Ordering::Relaxed);
         COMMITTED.fetch_add(meta_end, Ordering::Relaxed);
         // SAFETY: the emergency frame is ours alone now; fresh zeroed metadata.
-        unsafe { (*(base as *mut Segment)).dirty_bytes = meta_end };
+        unsafe {
+            (*(base as *mut Segment)).dirty_bytes = meta_end;
+            (*(base as *mut Segment)).interior = interior;
+        }
     }
     base as *mut Segment
 }
@@ -291,6 +372,7 @@ fn emergency_segment() -> *mut Segment {
 /// # Safety
 /// `seg` is a mapped segment with no live blocks and no other user.
 unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
+    debug_assert!(kind.has_segments());
     let (_, data_start) = layout();
     let data_end = SEGMENT_SIZE - os::page_size();
     let shift = kind.page_shift();
@@ -315,13 +397,22 @@ unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
     let meta_end = layout().0;
     let dirty = s.dirty_bytes > meta_end;
     if dirty {
-        let full = meta_end + (data_end - data_start);
+        let full = meta_end + data_bytes();
         COMMITTED.fetch_add(full - s.dirty_bytes, Ordering::Relaxed);
         s.dirty_bytes = full;
     }
     // Push pages in reverse so that the lowest address is handed out first.
     for i in (first_page..num_pages).rev() {
+        let (lo, hi) = s.page_bounds(i);
         let page = &mut s.pages[i];
+        if hi == lo {
+            // All of it is the slot of an interior guard (OS pages of 64 KiB): never used.
+            page.in_use = false;
+            page.start = ptr::null_mut();
+            page.built = 0;
+            page.dirty = false;
+            continue;
+        }
         page.in_use = false;
         // No block of the segment's previous life counts as carved (see `held_block`).
         page.start = ptr::null_mut();
@@ -435,13 +526,64 @@ impl Segment {
         (self.first_page as usize, self.num_pages as usize)
     }
 
-    /// Memory bounds (absolute addresses) of page `i`.
+    /// Memory bounds (absolute addresses) of page `i`'s block area: the page without the
+    /// metadata before the first data byte, and without the guard slot it ends in when it
+    /// ends a stride (see the module doc). Empty (`lo == hi`) for a page that is all slot.
     pub fn page_bounds(&self, i: usize) -> (usize, usize) {
         let base = self as *const Segment as usize;
         let shift = self.page_shift as usize;
         let lo = (i << shift).max(self.data_start as usize);
-        let hi = ((i + 1) << shift).min(self.data_end as usize);
-        (base + lo, base + hi)
+        let end = (i + 1) << shift;
+        let hi = if end >= SEGMENT_SIZE {
+            self.data_end as usize
+        } else if end % GUARD_STRIDE == 0 {
+            end - interior_slot()
+        } else {
+            end
+        };
+        (base + lo, base + hi.max(lo))
+    }
+
+    /// Where strict mode's tail guard of page `i` goes (one OS page): `None` when a guard
+    /// follows the page's block area already (the end guard, or an interior guard this
+    /// segment has); `Some((addr, true))` for the last OS page of the block area, which the
+    /// blocks then leave alone (`page_tail`); `Some((addr, false))` for the unused slot after
+    /// a page that ends a stride of a segment without interior guards (the budget was
+    /// spent), which costs the page nothing.
+    pub fn tail_guard(&self, i: usize) -> Option<(usize, bool)> {
+        let end = (i + 1) << self.page_shift;
+        let stride_end = end % GUARD_STRIDE == 0 && os::HARDENED;
+        let (lo, hi) = self.page_bounds(i);
+        if hi == lo || (stride_end && (end >= SEGMENT_SIZE || self.interior != INTERIOR_NONE)) {
+            None
+        } else if stride_end {
+            Some((hi, false))
+        } else {
+            Some((hi - os::page_size(), true))
+        }
+    }
+
+    /// Make `[lo, hi)`, a range of this segment's data area, readable and writable again but
+    /// for the guard slots it crosses, which stay as they are: strict mode opens its tail
+    /// guards this way, and an interior guard made with `mprotect` is never opened by
+    /// accident. One `mprotect` per stride touched; false when the kernel refused one.
+    ///
+    /// # Safety
+    /// The range lies in this segment's data area and holds no live block.
+    pub unsafe fn reopen(&self, lo: usize, hi: usize) -> bool {
+        let base = self as *const Segment as usize;
+        let slot = interior_slot();
+        let mut a = lo;
+        while a < hi {
+            let next = base + ((a - base) / GUARD_STRIDE + 1) * GUARD_STRIDE;
+            let b = hi.min(next - slot);
+            // SAFETY: per the contract; `[a, b)` stops short of the stride's guard slot.
+            if b > a && !unsafe { os::protect_rw(a as *mut u8, b - a) } {
+                return false;
+            }
+            a = next;
+        }
+        true
     }
 
     /// Index of the page containing the address `p` of this segment.
@@ -545,13 +687,18 @@ pub unsafe fn init_page(seg: *mut Segment, page: *mut Page, class: usize, block_
         let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
         let (lo, hi) = (*seg).page_bounds(idx);
         mark_dirty(seg, page);
-        (lo, hi, (*seg).page_tail as usize, (*seg).heap)
+        // Strict mode's tail guard, where it takes the end of the block area.
+        let tail = match (*seg).tail_guard(idx) {
+            Some((_, true)) => (*seg).page_tail as usize,
+            _ => 0,
+        };
+        (lo, hi, tail, (*seg).heap)
     };
     // SAFETY: the caller owns the unused page.
     let p = unsafe { &mut *page };
     p.free = ptr::null_mut();
     p.used = 0;
-    p.capacity = ((hi - lo - tail) / block_size) as u32;
+    p.capacity = ((hi - lo).saturating_sub(tail) / block_size) as u32;
     p.strict_free = ptr::null_mut();
     p.built = 0;
     p.freed_at = 0;
@@ -633,6 +780,125 @@ mod tests {
         let top = (1usize << ADDRESS_BITS) - SEGMENT_SIZE;
         let (w, b) = segmap_index(top);
         assert_eq!((w, b), (SEGMAP_WORDS - 1, 1 << 63));
+    }
+
+    /// A segment header set up for `kind` (not a real segment: the arithmetic only).
+    fn header(kind: Kind, interior: u8) -> Box<Segment> {
+        // SAFETY: every field of `Segment` is valid as zero (null pointers, zero counts,
+        // false, kind Small).
+        let mut s: Box<Segment> = Box::new(unsafe { core::mem::zeroed() });
+        s.interior = interior;
+        // SAFETY: a header of this test's own, with no blocks and no other user; clean (its
+        // `dirty_bytes` is 0), so no global counter changes.
+        unsafe { init(&mut *s, ptr::null_mut(), kind) };
+        s
+    }
+
+    /// Issue 20, item 3: with the interior guards, no run of accessible memory inside a
+    /// segment is longer than the stride, and every block area lies inside one run.
+    #[test]
+    fn no_accessible_run_is_longer_than_the_stride() {
+        let ps = os::page_size();
+        let (meta_end, data_start) = layout();
+        // The guards, as offsets: the metadata guard, the interior guards, the end guard.
+        let mut guards = vec![(meta_end, data_start)];
+        guards.extend(interior_offsets().map(|o| (o, o + interior_slot())));
+        guards.push((SEGMENT_SIZE - ps, SEGMENT_SIZE));
+        let mut runs = Vec::new();
+        let mut at = 0;
+        for &(g, end) in &guards {
+            assert!(g >= at, "guards in order");
+            runs.push((at, g));
+            at = end;
+        }
+        assert_eq!(at, SEGMENT_SIZE);
+        if os::HARDENED {
+            assert_eq!(guards.len(), 2 + INTERIOR_GUARDS);
+            for &(a, b) in &runs {
+                assert!(b - a <= GUARD_STRIDE, "a run of {} bytes at {a:#x}", b - a);
+            }
+        }
+        for kind in [Kind::Small, Kind::Medium, Kind::Big] {
+            if !kind.has_segments() {
+                continue;
+            }
+            let s = header(kind, INTERIOR_MARKERS);
+            let (first, num) = s.page_range();
+            let base = &*s as *const Segment as usize;
+            let mut total = 0;
+            let mut last_hi = 0;
+            for i in first..num {
+                let (lo, hi) = s.page_bounds(i);
+                let (lo, hi) = (lo - base, hi - base);
+                assert!(lo >= last_hi && lo <= hi, "{kind:?} page {i} overlaps");
+                last_hi = hi;
+                total += hi - lo;
+                if hi > lo && os::HARDENED {
+                    assert!(
+                        runs.iter().any(|&(a, b)| a <= lo && hi <= b),
+                        "{kind:?} page {i} [{lo:#x}, {hi:#x}) crosses a guard"
+                    );
+                }
+                // Strict mode's tail guard: none where a guard follows already.
+                let ends_at_guard = runs.iter().any(|&(_, b)| b == hi);
+                assert_eq!(
+                    s.tail_guard(i).is_none(),
+                    hi == lo || (os::HARDENED && ends_at_guard),
+                    "{kind:?} page {i}"
+                );
+            }
+            assert_eq!(
+                total,
+                data_bytes(),
+                "{kind:?}: the pages cover the data area"
+            );
+        }
+    }
+
+    /// A medium page of 64 KiB blocks holds 7 of them (the first page, after the metadata,
+    /// 6 with 4 KiB OS pages); a small page ending a stride, one block of 8 KiB less.
+    #[test]
+    fn pages_that_end_a_stride_lose_one_os_page() {
+        let ps = os::page_size();
+        let slot = interior_slot();
+        let medium = header(Kind::Medium, INTERIOR_MARKERS);
+        let (first, num) = medium.page_range();
+        for i in first..num {
+            let (lo, hi) = medium.page_bounds(i);
+            let nominal = ((i + 1) << 19) - (i << 19).max(layout().1);
+            assert_eq!(hi - lo, nominal - if i + 1 == num { ps } else { slot });
+        }
+        if os::HARDENED && ps == 4096 {
+            let cap = |i: usize| {
+                let (lo, hi) = medium.page_bounds(i);
+                (hi - lo) / MAX_MEDIUM_SIZE
+            };
+            assert_eq!(cap(1), 7);
+            assert_eq!(cap(num - 1), 7);
+            assert_eq!(cap(0), 6);
+            let small = header(Kind::Small, INTERIOR_MARKERS);
+            let (lo, hi) = small.page_bounds(7);
+            assert_eq!((hi - lo) / MAX_SMALL_SIZE, 7);
+            let (lo, hi) = small.page_bounds(8);
+            assert_eq!((hi - lo) / MAX_SMALL_SIZE, 8);
+        }
+    }
+
+    /// Without interior guards (their budget spent) strict mode guards the unused slots
+    /// instead, at no cost to the pages.
+    #[test]
+    fn strict_tail_guards_without_interior_guards() {
+        let s = header(Kind::Small, INTERIOR_NONE);
+        let base = &*s as *const Segment as usize;
+        let (_, hi) = s.page_bounds(7);
+        if os::HARDENED {
+            assert_eq!(s.tail_guard(7), Some((hi, false)));
+            assert_eq!(hi - base, GUARD_STRIDE - interior_slot());
+            let with = header(Kind::Small, INTERIOR_MARKERS);
+            assert_eq!(with.tail_guard(7), None);
+        }
+        let (_, hi) = s.page_bounds(3);
+        assert_eq!(s.tail_guard(3), Some((hi - os::page_size(), true)));
     }
 
     #[test]

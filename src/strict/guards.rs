@@ -6,8 +6,12 @@ use super::*;
 pub(super) static GUARDS: AtomicUsize = AtomicUsize::new(0);
 
 /// Make the last OS page of every page of `seg` a guard (the hook of `segment::alloc`), unless
-/// the segment already has that layout or the guard budget is spent. A reused segment laid out
-/// for another kind is opened again first (one `mprotect`).
+/// the segment already has that layout or the guard budget is spent (see
+/// `Segment::tail_guard`): a page that ends at a guard already (the segment's end guard, or an
+/// interior guard of the default mode: every page of the medium kind) gets none, one that
+/// ends at the unused slot of an interior guard the segment lacks gets it there. A reused segment laid out for another kind is opened
+/// again first (one `mprotect` per 512 KiB stride: the default mode's interior guards, made
+/// with `mprotect` where the kernel has no guard markers, stay closed).
 ///
 /// # Safety
 /// `seg` is a segment of ours, set up for its kind, with no page in use.
@@ -25,7 +29,7 @@ pub unsafe fn guard_pages(seg: *mut Segment) {
         let hi = s.page_bounds(num - 1).1;
         if s.guard_kind != 0 {
             // Merging the data area back into one mapping never needs a new one.
-            if !os::protect_rw(lo as *mut u8, hi - lo) {
+            if !s.reopen(lo, hi) {
                 os::internal("strict guards: reopening a segment failed");
             }
             GUARDS.fetch_sub(s.guards as usize, Relaxed);
@@ -33,16 +37,16 @@ pub unsafe fn guard_pages(seg: *mut Segment) {
             s.guard_kind = 0;
             s.page_tail = 0;
         }
-        let count = num - first;
+        let count = (first..num).filter_map(|i| s.tail_guard(i)).count();
         if GUARDS.fetch_add(count, Relaxed) + count > GUARD_BUDGET {
             GUARDS.fetch_sub(count, Relaxed);
             return;
         }
-        for i in first..num {
-            let end = s.page_bounds(i).1;
-            if !os::protect_none((end - ps) as *mut u8, ps) {
-                // No mapping left (vm.max_map_count): undo, keep the segment unguarded.
-                if end - ps > lo && !os::protect_rw(lo as *mut u8, end - ps - lo) {
+        for (at, _) in (first..num).filter_map(|i| s.tail_guard(i)) {
+            if !os::protect_none(at as *mut u8, ps) {
+                // No mapping left (vm.max_map_count): undo, keep the segment unguarded (the
+                // guards laid in unused slots may stay: no block lies there).
+                if !s.reopen(lo, at) {
                     os::internal("strict guards: undo failed");
                 }
                 GUARDS.fetch_sub(count, Relaxed);

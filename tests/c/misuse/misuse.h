@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,5 +90,32 @@ static inline void announce_as(const char *name, const void *p)
     printf("%s=%p\n", name, p);
     fflush(stdout);
 }
+
+/* Issue 20, item 3 (overflows and underflows that run far): a block of `size`
+ * bytes lying between 1.25 MiB and 2.75 MiB into its 4 MiB-aligned region (a
+ * segment), with more than 1 MiB of the segment on either side, so that a
+ * linear overflow or underflow of 1 MiB from it stays inside the segment
+ * unless a guard inside the segment stops it. The blocks allocated on the way
+ * stay allocated (they fill the memory the overflow runs through). */
+static inline char *block_mid_segment(size_t size)
+{
+    const uintptr_t mask = ((uintptr_t)4 << 20) - 1;
+    for (long i = 0; i < (1L << 22); i++) {
+        char *p = (char *)malloc(size);
+        if (p == NULL)
+            break;
+        memset(p, 1, size);
+        uintptr_t off = (uintptr_t)p & mask;
+        if (off >= ((uintptr_t)5 << 18) && off < ((uintptr_t)11 << 18))
+            return p;
+    }
+    printf("no block in the middle of a segment\n");
+    fflush(stdout);
+    exit(2);
+}
+
+/* A run of accessible heap memory is never longer than this. */
+#define GUARD_STRIDE ((size_t)512 << 10)
+#define FAR ((size_t)1 << 20)
 
 #endif
