@@ -27,9 +27,15 @@
 //! # Layers (each uses only the ones below it)
 //! `global` / `c_api` → `alloc` → `heap` → `segment` / `large` → `os`, with `size_class`,
 //! `sync` and `init` beside them; `zero` (zero-size slots, used by `alloc` and `heap`) and
-//! `emergency` (the segment in `.bss`, used by `segment`) sit just above `os`. In strict mode `alloc` hands every call to
-//! `strict`, which uses `heap`, `segment` and `large` and is called back from them at one
-//! point each. Only `os` calls `mmap`, `munmap`, `mprotect`, `madvise` and `mremap`.
+//! `emergency` (the segment in `.bss`, used by `segment`) sit just above `os`. In strict mode
+//! `alloc` hands every call to `strict`, which uses `heap`, `segment` and `large`; `heap`
+//! calls back into it where a page's free list or the quarantine changes hands (strict mode
+//! keeps its own lists in the heap's pages). `segment` and `large` call nothing above them:
+//! what they must know of the mode comes down as a value (`segment::alloc`'s `tail_guards`),
+//! what the layer above must do after them goes up as a return value (`large::free` says when
+//! it cached a block, whose decay the heap schedules), and a segment's owning heap is an
+//! opaque `segment::Owner`. Only `os` calls `mmap`, `munmap`, `mprotect`, `madvise` and
+//! `mremap`.
 //!
 //! # The rule of every path
 //! No path of the allocator allocates, formats, panics or unwinds: it runs inside `malloc`

@@ -27,7 +27,7 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
         }
         let b = p as *mut Block;
         let h = tls_heap();
-        if (*page).heap.load(Ordering::Relaxed) == h {
+        if (*page).heap.load(Ordering::Relaxed) == h.cast() {
             if os::HARDENED {
                 w.store(v & !bit, Ordering::Relaxed);
             }
@@ -230,7 +230,7 @@ pub(crate) unsafe fn free_remote(h: *mut Heap, page: *mut Page, b: *mut Block, m
         }
         remote::push_block(&(*page).thread_free, b, mask);
         if remote::remote_should_notify(&(*page).full_state) {
-            let owner = (*page).heap.load(Ordering::Acquire);
+            let owner = (*page).heap.load(Ordering::Acquire).cast::<Heap>();
             remote::push_notify(&(*owner).notify, page, &(*page).notify_next);
         }
     }

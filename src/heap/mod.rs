@@ -491,7 +491,7 @@ pub(crate) unsafe fn collect(page: *mut Page) {
         (*tail).next = p.free;
         p.free = head;
         p.used -= count;
-        let h = p.heap.load(Ordering::Relaxed);
+        let h = p.heap.load(Ordering::Relaxed).cast::<Heap>();
         bump(&(*h).remote_in[slot(p.class as usize)], count as u64);
     }
 }
@@ -546,7 +546,7 @@ unsafe fn fresh_page(h: *mut Heap, cls: usize) -> *mut Page {
             seg = (*h).segs[kind as usize];
         }
         if seg.is_null() {
-            seg = segment::alloc(h, kind);
+            seg = segment::alloc(h.cast(), kind, crate::config::strict());
             if seg.is_null() {
                 return ptr::null_mut();
             }

@@ -262,7 +262,7 @@ pub fn cache_decay(cutoff: u64, purged: &mut usize) -> u64 {
 
 pub(super) fn release(seg: *mut Segment) {
     // SAFETY: callers pass a segment of ours that nothing uses any more.
-    crate::strict::segment_released(unsafe { &*seg });
+    super::tail_guards::released(unsafe { &*seg });
     // SAFETY: as above.
     if unsafe { (*seg).interior } == INTERIOR_COUNTED {
         INTERIOR_USED.fetch_sub(INTERIOR_GUARDS, Ordering::Relaxed);

@@ -48,12 +48,12 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::remote::{Block, NOT_FULL};
 use crate::sync::atomic::{AtomicPtr as SyncPtr, AtomicU8 as SyncU8};
 
-use crate::heap::Heap;
 use crate::size_class::{MAX_MEDIUM_SIZE, MAX_SMALL_SIZE};
 use crate::sync::SpinLock;
 use crate::{emergency, os};
 
 mod cache;
+mod tail_guards;
 
 pub use cache::*;
 
@@ -73,7 +73,7 @@ pub const INTERIOR_GUARDS: usize = SEGMENT_SIZE / GUARD_STRIDE - 1;
 /// Interior guards all segments may have made with `mprotect` (no guard markers), each of
 /// which splits a mapping in three (two more entries against `vm.max_map_count`, 65530 by
 /// default): 8192 guards are 16384 mappings, a quarter of the default, for 4.5 GiB of
-/// segments. Strict mode's tail guards have a budget of their own (`strict::GUARD_BUDGET`).
+/// segments. Tail guards have a budget of their own (`tail_guards::TAIL_GUARD_BUDGET`).
 /// Guard markers split nothing and are not counted.
 pub const INTERIOR_GUARD_BUDGET: usize = 8192;
 /// Bytes of address space covered by one bit of the live-block bitmap.
@@ -83,6 +83,11 @@ const BITMAP_WORDS: usize = SEGMENT_SIZE >> GRANULE_SHIFT >> 6;
 /// Linux never hands out addresses above 2^47 unless a mapping hint asks for them).
 const ADDRESS_BITS: usize = 48;
 const SEGMAP_WORDS: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT - 6);
+
+/// The heap that owns a segment and its pages, as this layer sees it: an address that it
+/// stores and other layers compare, never dereferenced here (it is the `heap` layer's `Heap`;
+/// the segment layer knows nothing of it).
+pub enum Owner {}
 
 /// Page kinds; the discriminant indexes per-kind arrays.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -154,7 +159,7 @@ pub struct Page {
     /// Address of the first block.
     pub start: *mut u8,
     /// Owning heap.
-    pub heap: AtomicPtr<Heap>,
+    pub heap: AtomicPtr<Owner>,
     /// Blocks freed by other threads, collected by the owner.
     pub thread_free: SyncPtr<Block>,
     /// Link in the owner's notify stack.
@@ -180,7 +185,7 @@ pub struct Segment {
     /// Offset of the first data byte and of the end guard.
     data_start: u32,
     data_end: u32,
-    pub heap: *mut Heap,
+    pub heap: *mut Owner,
     /// Stack of unused pages (linked through `Page::next`).
     free_pages: *mut Page,
     /// Links in the heap's list of segments with unused pages.
@@ -282,9 +287,10 @@ fn data_bytes() -> usize {
     SEGMENT_SIZE - os::page_size() - data_start - INTERIOR_GUARDS * interior_slot()
 }
 
-/// Map a fresh segment (or take a cached one) for `heap`, set up for pages of `kind`.
-/// Null when out of memory.
-pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
+/// Map a fresh segment (or take a cached one) for `heap`, set up for pages of `kind`, with a
+/// guard at the end of every page when `tail_guards` (strict mode's policy; see
+/// `tail_guards.rs`). Null when out of memory.
+pub fn alloc(heap: *mut Owner, kind: Kind, tail_guards: bool) -> *mut Segment {
     if !kind.has_segments() {
         return ptr::null_mut();
     }
@@ -331,9 +337,9 @@ pub fn alloc(heap: *mut Heap, kind: Kind) -> *mut Segment {
     }
     // SAFETY: `seg` is a segment of ours that no heap uses: its header is ours to (re)write.
     unsafe { init(seg, heap, kind) };
-    if crate::config::strict() {
+    if tail_guards {
         // SAFETY: as for `init`: no page of the segment is in use.
-        unsafe { crate::strict::guard_pages(seg) };
+        unsafe { tail_guards::lay(seg) };
     }
     seg
 }
@@ -371,7 +377,7 @@ fn emergency_segment() -> *mut Segment {
 ///
 /// # Safety
 /// `seg` is a mapped segment with no live blocks and no other user.
-unsafe fn init(seg: *mut Segment, heap: *mut Heap, kind: Kind) {
+unsafe fn init(seg: *mut Segment, heap: *mut Owner, kind: Kind) {
     debug_assert!(kind.has_segments());
     let (_, data_start) = layout();
     let data_end = SEGMENT_SIZE - os::page_size();

@@ -201,7 +201,7 @@ pub unsafe fn collect(page: *mut Page) {
         (tail as *mut usize).write(encode(tail, p.strict_free as usize));
         p.strict_free = head as *mut Block;
         p.used -= count;
-        let h = p.heap.load(Relaxed);
+        let h = p.heap.load(Relaxed).cast::<Heap>();
         heap::bump(&(*h).remote_in[heap::slot(p.class as usize)], count as u64);
     }
 }

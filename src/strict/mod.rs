@@ -1,6 +1,8 @@
 //! Strict mode (`MAPALLOC_STRICT=1`, or the `strict` cargo feature for the Rust face): the
 //! hardening that costs time, layered over the default allocator through a few hooks
-//! (`alloc` dispatches here; `heap`, `segment` and `large` call in at one point each).
+//! (`alloc` dispatches here; `heap` calls in for strict mode's free lists and quarantine;
+//! `segment` lays the tail guards it asks for through `heap`, and `large` needs nothing of it:
+//! its blocks end at their guard and are `PROT_NONE` while cached in every mode).
 //! The mode is fixed at the first allocation (`config::fix_strict`).
 //!
 //! | property | how |
@@ -10,7 +12,7 @@
 //! | delayed reuse | a freed block waits in its heap's quarantine before it returns to a free list: a block of up to [`QUARANTINE_SMALL`] bytes until [`QUARANTINE_BLOCKS`] more such blocks were freed (a ring), a bigger one in a FIFO of at most [`QUARANTINE_BIG_BLOCKS`] blocks and [`QUARANTINE_BYTES`]; its live bit is cleared at once, so a second free is still a double free |
 //! | zero on free | a freed block of up to [`ZERO_LIMIT`] bytes is cleared whole; a bigger one (large blocks too), its first `ZERO_LIMIT` bytes and its canary (unless `MAPALLOC_STRICT_ZERO=0`, `config::strict_zero`) (a freed large block is `PROT_NONE` while it waits in the large-block cache, in every mode) |
 //! | canary | every block gets at least one byte of slack; the slack starts with up to [`CANARY_SPAN`] pattern bytes and ends with a tag that encodes the requested size; `free` checks both: `mapalloc: heap overflow past the end of the block at 0x...` |
-//! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of [`GUARD_BUDGET`] guards |
+//! | guard pages | the last OS page of every page of a segment is `PROT_NONE`, laid out once per segment (and again only if a reused segment changes kind), within a process-wide budget of 8,192 guards (`TAIL_GUARD_BUDGET` in `segment/tail_guards.rs`) (the segment layer lays them when `heap` asks for them in strict mode) |
 //!
 //! A build can switch properties off to measure what each costs (`MAPALLOC_STRICT_OFF` at
 //! compile time, see `OFF` below); a build without that variable has every property.
@@ -37,7 +39,7 @@
 //! FIFO, `guards.rs` the per-page tail guards.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::heap::{self, DONE, Heap};
 use crate::remote::{self, Block};
@@ -54,12 +56,10 @@ use crate::{config, large, os};
 
 mod canary;
 mod free_list;
-mod guards;
 mod quarantine;
 
 use canary::*;
 pub use free_list::*;
-pub use guards::*;
 pub use quarantine::*;
 
 /// Blocks of up to [`QUARANTINE_SMALL`] bytes a heap's quarantine holds: the last this many
@@ -76,9 +76,6 @@ const _: () =
     assert!(QUARANTINE_BLOCKS.is_power_of_two() && QUARANTINE_BIG_BLOCKS.is_power_of_two());
 /// Pattern bytes written after the requested bytes (at most; fewer when the slack is short).
 pub const CANARY_SPAN: usize = 16;
-/// Guard pages strict mode adds in all (each may split a mapping in three; the kernel's
-/// default `vm.max_map_count` is 65530).
-pub const GUARD_BUDGET: usize = 8192;
 /// Size-class blocks up to this size are cleared whole when freed; of bigger ones, the first
 /// `ZERO_LIMIT` bytes and the canary. Clearing every byte of big blocks cost 7x on the
 /// `mixed` workload, whose blocks up to 64 KiB are written one byte per 4 KiB; purging them
@@ -447,7 +444,7 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
         }
         clear(p, bs, n);
         let h = heap::tls_heap();
-        if (*page).heap.load(Relaxed) != h {
+        if (*page).heap.load(Relaxed) != h.cast() {
             // Its link is stored encoded, as on a free list: the owner splices the list whole.
             heap::free_remote(h, page, p as *mut Block, encode(p as usize, 0));
             return;

@@ -1,11 +1,21 @@
-//! Guard pages, a part of `strict`.
+//! Tail guards: a guard at the end of every page of a segment, laid out when the layer above
+//! asks for them (strict mode does, through [`alloc`](super::alloc)'s `tail_guards`), within a
+//! process-wide budget of [`TAIL_GUARD_BUDGET`] guards (each is an `mprotect` that splits the
+//! mapping). A part of `segment`.
 
-use super::*;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// Guards laid out by strict mode, in all segments.
-pub(super) static GUARDS: AtomicUsize = AtomicUsize::new(0);
+use super::Segment;
+use crate::os;
 
-/// Make the last OS page of every page of `seg` a guard (the hook of `segment::alloc`), unless
+/// Most tail guards laid out at once in all segments: each splits a mapping (8,192 of them
+/// are an eighth of Linux's default `vm.max_map_count`).
+pub const TAIL_GUARD_BUDGET: usize = 8192;
+
+/// Tail guards laid out, in all segments.
+static GUARDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Make the last OS page of every page of `seg` a guard, unless
 /// the segment already has that layout or the guard budget is spent (see
 /// `Segment::tail_guard`): a page that ends at a guard already (the segment's end guard, or an
 /// interior guard of the default mode: every page of the medium kind) gets none, one that
@@ -15,7 +25,7 @@ pub(super) static GUARDS: AtomicUsize = AtomicUsize::new(0);
 ///
 /// # Safety
 /// `seg` is a segment of ours, set up for its kind, with no page in use.
-pub unsafe fn guard_pages(seg: *mut Segment) {
+pub(super) unsafe fn lay(seg: *mut Segment) {
     // SAFETY: per the contract, the header and the data area are ours.
     unsafe {
         let s = &mut *seg;
@@ -30,7 +40,7 @@ pub unsafe fn guard_pages(seg: *mut Segment) {
         if s.guard_kind != 0 {
             // Merging the data area back into one mapping never needs a new one.
             if !s.reopen(lo, hi) {
-                os::internal("strict guards: reopening a segment failed");
+                os::internal("tail guards: reopening a segment failed");
             }
             GUARDS.fetch_sub(s.guards as usize, Relaxed);
             s.guards = 0;
@@ -38,7 +48,7 @@ pub unsafe fn guard_pages(seg: *mut Segment) {
             s.page_tail = 0;
         }
         let count = (first..num).filter_map(|i| s.tail_guard(i)).count();
-        if GUARDS.fetch_add(count, Relaxed) + count > GUARD_BUDGET {
+        if GUARDS.fetch_add(count, Relaxed) + count > TAIL_GUARD_BUDGET {
             GUARDS.fetch_sub(count, Relaxed);
             return;
         }
@@ -47,7 +57,7 @@ pub unsafe fn guard_pages(seg: *mut Segment) {
                 // No mapping left (vm.max_map_count): undo, keep the segment unguarded (the
                 // guards laid in unused slots may stay: no block lies there).
                 if !s.reopen(lo, at) {
-                    os::internal("strict guards: undo failed");
+                    os::internal("tail guards: undo failed");
                 }
                 GUARDS.fetch_sub(count, Relaxed);
                 return;
@@ -60,7 +70,7 @@ pub unsafe fn guard_pages(seg: *mut Segment) {
 }
 
 /// A segment is being unmapped: its guards leave the budget.
-pub fn segment_released(seg: &Segment) {
+pub(super) fn released(seg: &Segment) {
     if seg.guards != 0 {
         GUARDS.fetch_sub(seg.guards as usize, Relaxed);
     }
