@@ -120,8 +120,8 @@ fn decide_mode() -> bool {
     // point (nothing there allocates before it), in which case the setting read so far holds.
     let strict = STRICT.load(Ordering::Relaxed);
     if strict {
-        // Strict paths read the secret without checking it (see `strict::init_secret`).
-        crate::strict::init_secret();
+        // Strict paths read the secret without checking it (see `strict::init`).
+        crate::strict::init();
     }
     strict
 }
@@ -203,7 +203,7 @@ pub fn fix_strict() {
     STRICT_FIXED.store(true, Ordering::Release);
     let mode = if STRICT.load(Ordering::Relaxed) {
         // Before the mode is published: strict paths read the secret without checking it.
-        crate::strict::init_secret();
+        crate::strict::init();
         MODE_STRICT
     } else {
         MODE_DEFAULT

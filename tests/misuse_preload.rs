@@ -237,9 +237,10 @@ fn case(name: &str) {
 }
 
 /// Runs every case with `env`, reporting all failures together.
-fn all_cases(env: &[(&str, &str)], tag: &str) {
+fn all_cases(env: &[(&str, &str)], tag: &str, skip: &[&str]) {
     let failures: Vec<String> = CASES
         .iter()
+        .filter(|(name, _)| !skip.contains(name))
         .filter_map(|&(name, expect)| {
             std::panic::catch_unwind(|| check_case(name, expect, env, tag))
                 .err()
@@ -274,12 +275,17 @@ fn every_program_is_a_case() {
 
 #[test]
 fn all_cases_with_immediate_purge() {
-    all_cases(&[("MAPALLOC_PURGE_DELAY_MS", "0")], "purge0");
+    // With an immediate purge the large-block cache keeps only the block freed last, which
+    // strict mode keeps out of reach: no block is ever reused from it, so the case of a
+    // reused block has nothing to test (when the whole suite runs with MAPALLOC_STRICT=1).
+    let strict = std::env::var("MAPALLOC_STRICT").is_ok_and(|v| v == "1");
+    let skip: &[&str] = if strict { &["guard_large_reused"] } else { &[] };
+    all_cases(&[("MAPALLOC_PURGE_DELAY_MS", "0")], "purge0", skip);
 }
 
 #[test]
 fn all_cases_strict() {
-    all_cases(&[("MAPALLOC_STRICT", "1")], "strict");
+    all_cases(&[("MAPALLOC_STRICT", "1")], "strict", &[]);
 }
 
 macro_rules! cases {

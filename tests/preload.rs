@@ -958,8 +958,22 @@ fn strict_mode() {
             "mapalloc: corrupted free list in page at 0x",
         ),
         ("uaf-large", libc::SIGSEGV, ""),
+        (
+            "write-after-free",
+            libc::SIGABRT,
+            "mapalloc: write after free of 0x",
+        ),
     ];
-    for ((case, signal, message), zero) in cases.iter().flat_map(|c| [(*c, "1"), (*c, "0")]) {
+    let runs = cases.iter().flat_map(|c| {
+        // The check of a freed block's cleared bytes needs them cleared.
+        let zeros: &[&str] = if c.0 == "write-after-free" {
+            &["1"]
+        } else {
+            &["1", "0"]
+        };
+        zeros.iter().map(move |z| (*c, *z))
+    });
+    for ((case, signal, message), zero) in runs {
         let out = run_preloaded(
             Command::new(&bin)
                 .arg(case)

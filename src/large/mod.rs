@@ -33,12 +33,27 @@
 //! the end and closes the pages left in front.
 
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::os;
 
 mod table;
 
 use table::{CACHE_MAX, Entry, LARGE, State, internal};
+
+/// Blocks freed last that a request may not take from the cache (0: any; strict mode sets
+/// [`STRICT_REUSE_DELAY`] through [`delay_reuse`]).
+static REUSE_DELAY: AtomicUsize = AtomicUsize::new(0);
+
+/// The reuse delay strict mode asks for: the address just freed does not come back for the
+/// next requests of its size, as small blocks wait in the quarantine.
+pub const STRICT_REUSE_DELAY: usize = 4;
+
+/// Keep the `n` blocks freed last out of reach of new requests (the policy of the layer
+/// above: strict mode's delayed reuse). Blocks past the cache's bounds are unmapped as before.
+pub fn delay_reuse(n: usize) {
+    REUSE_DELAY.store(n.min(CACHE_MAX), Relaxed);
+}
 
 /// The guard size: one OS page (none in the `unhardened` measurement build).
 #[inline]
@@ -121,11 +136,12 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
 
 /// The best cached block for `usable` bytes (`len` bytes of pages) aligned to `align`:
 /// its pages hold them with at most 50% slack (or, with `grow`, they are smaller, but at
-/// least half), and the block's end minus `usable` is aligned. Returns its index in the
-/// cache.
+/// least half), and the block's end minus `usable` is aligned; the blocks freed last are
+/// skipped while a reuse delay is set ([`delay_reuse`]). Returns its index in the cache.
 fn pick(l: &table::Large, usable: usize, len: usize, align: usize, grow: bool) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
-    for k in 0..l.cache_len {
+    let eligible = l.cache_len.saturating_sub(REUSE_DELAY.load(Relaxed));
+    for k in 0..eligible {
         let e = l.get(l.find(l.cached(k)).unwrap_or_else(|| internal()));
         let fits = if grow {
             e.len < len && e.len >= len / 2

@@ -81,7 +81,38 @@ pub unsafe fn page_alloc(h: *mut Heap, page: *mut Page) -> *mut u8 {
     }
 }
 
-/// Pop a block of `page` and count it as handed out; null when the list is empty.
+/// Bytes after a free block's link word, up to the end of its first 64 bytes, that stay zero
+/// while it waits on a free list: the free cleared them (`clear`) and carving clears them
+/// (`extend`). A write after free there is caught when the block is handed out again.
+#[inline(always)]
+fn fill_words(bs: usize) -> usize {
+    bs.min(64) / 8
+}
+
+/// Whether the words `1..fill_words(bs)` of the free block at `b` are still zero.
+///
+/// # Safety
+/// `b` is a free block of `bs` bytes of a page the caller owns.
+#[inline(always)]
+unsafe fn fill_intact(b: usize, bs: usize) -> bool {
+    let w = b as *const u64;
+    let mut acc = 0;
+    for i in 1..fill_words(bs) {
+        // SAFETY: within the block's first 64 bytes.
+        acc |= unsafe { w.add(i).read() };
+    }
+    acc == 0
+}
+
+#[cold]
+#[inline(never)]
+fn written_after_free(b: usize) -> ! {
+    os::fatal_ptr("write after free of", b)
+}
+
+/// Pop a block of `page` and count it as handed out; null when the list is empty. In strict
+/// mode with zeroing, a block whose cleared bytes (see [`fill_words`]) were written while it
+/// was free aborts: `mapalloc: write after free of 0x...`.
 ///
 /// # Safety
 /// As for [`page_alloc`].
@@ -99,6 +130,9 @@ pub(super) unsafe fn take(h: *mut Heap, page: *mut Page) -> *mut u8 {
             let v = w.load(Relaxed);
             if v & bit != 0 {
                 corrupted(&*page);
+            }
+            if zeroing() && !fill_intact(b as usize, (*page).block_size as usize) {
+                written_after_free(b as usize);
             }
             w.store(v | bit, Relaxed);
             heap::bump(&(*h).allocs[heap::slot((*page).class as usize)], 1);
@@ -153,8 +187,17 @@ pub(super) unsafe fn extend(h: *mut Heap, page: *mut Page) {
             }
         }
         let base = p.start as usize + p.built as usize * bs;
+        let clear_fill = zeroing();
         for &k in idx.get(..n).unwrap_or(&[]).iter().rev() {
-            push(page, base + k as usize * bs);
+            let b = base + k as usize * bs;
+            if clear_fill {
+                // The page may have held another class's blocks: what `take` checks starts
+                // zero (the rest of a fresh page is zero already, or was cleared by frees).
+                for i in 1..fill_words(bs) {
+                    (b as *mut u64).add(i).write(0);
+                }
+            }
+            push(page, b);
         }
         p.built += n as u32;
     }

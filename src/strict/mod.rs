@@ -181,7 +181,7 @@ const fn off_words_known(list: &str) -> bool {
 
 static SECRET: AtomicU64 = AtomicU64::new(0);
 
-/// The per-process secret. It is set by [`init_secret`] before `config::strict` first answers
+/// The per-process secret. It is set by [`init`] before `config::strict` first answers
 /// true (the mode is published with release order and read with acquire order), so no strict
 /// path sees it unset, and it never changes afterwards (a change would make every encoded
 /// link and canary look corrupt).
@@ -190,8 +190,15 @@ fn secret() -> u64 {
     SECRET.load(Relaxed)
 }
 
+/// Set strict mode up before it is published: the secret, and the large-block layer's reuse
+/// delay (the address just freed does not come back for the next large requests either).
+pub fn init() {
+    init_secret();
+    large::delay_reuse(large::STRICT_REUSE_DELAY);
+}
+
 /// Draw the secret once (`getrandom(2)`); later calls keep it.
-pub fn init_secret() {
+fn init_secret() {
     if SECRET.load(Relaxed) != 0 {
         return;
     }

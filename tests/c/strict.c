@@ -5,7 +5,8 @@
  *                         their bytes
  *   strict CASE           one deliberate misuse that must abort (tests/preload.rs checks the
  *                         signal and the message): overflow, overflow-large, double-free,
- *                         corrupt-link, uaf-large
+ *                         corrupt-link, uaf-large, write-after-free (this one only while freed
+ *                         blocks are cleared: not under MAPALLOC_STRICT_ZERO=0)
  *
  * Reading freed memory and writing into a block's slack are undefined behaviour in C; this
  * program does it on purpose, through volatile pointers, to observe what the allocator did.
@@ -114,6 +115,29 @@ static void reuse_delayed(void) {
         free(keep[i]);
 }
 
+/* Big blocks too: a freed 256 KiB block (a large block) does not come back for the next
+ * requests of its size, while it is kept in the large-block cache; a block freed earlier
+ * does, so that a malloc/free loop still reuses cached pages. */
+static void big_reuse_delayed(void) {
+    enum { N = 4, SIZE = 256 << 10 };
+    void *keep[N];
+    uintptr_t p = (uintptr_t)malloc(SIZE);
+    free((void *)p);
+    int seen = 0;
+    for (int i = 0; i < N; i++) {
+        keep[i] = malloc(SIZE);
+        seen += (uintptr_t)keep[i] == p;
+    }
+    CHECK(seen == 0, "a freed 256 KiB block came back within %d mallocs", N);
+    for (int i = 0; i < N; i++)
+        free(keep[i]);
+    /* Now p is the oldest cached block, behind the four freed last. */
+    void *q = malloc(SIZE);
+    CHECK((uintptr_t)q == p, "the oldest cached 256 KiB block was not reused (%p, not %#lx)", q,
+          (unsigned long)p);
+    free(q);
+}
+
 /* Allocation order within a page is random: consecutive mallocs are not a fixed stride. */
 static void order_random(void) {
     enum { N = 64 };
@@ -207,6 +231,21 @@ static int run_case(const char *c) {
                 *(volatile uint64_t *)b = 0x4141414141414141ULL;
         for (int i = 0; i < 64; i++)
             launder(malloc(90));
+    } else if (strcmp(c, "write-after-free") == 0) {
+        /* A freed block was cleared; a write into it (past its link word) is caught when the
+         * block is handed out again: free it, push it through the quarantine with more frees
+         * of its class, then allocate the class until the page hands it back. */
+        enum { N = 600 };
+        static void *more[N];
+        volatile char *p = launder(malloc(200)); /* 208-byte class, used by nothing else */
+        for (int i = 0; i < N; i++)
+            more[i] = malloc(200);
+        free(launder((void *)p));
+        p[40] = 'x';
+        for (int i = 0; i < N; i++)
+            free(more[i]);
+        for (int i = 0; i < 4 * N; i++)
+            launder(malloc(200));
     } else if (strcmp(c, "uaf-large") == 0) {
         volatile char *p = launder(malloc(2 << 20));
         p[0] = 1;
@@ -234,6 +273,7 @@ int main(int argc, char **argv) {
         return run_case(argv[1]);
     }
     reuse_delayed();
+    big_reuse_delayed();
     order_random();
     usable_is_requested();
     churn();
