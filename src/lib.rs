@@ -19,7 +19,7 @@
 //! - **Heap**: a thread's allocator state: per-class queues of pages it owns.
 //! - **Local / remote free**: a free by the block's owning thread (plain list push) or by
 //!   another thread (atomic push on the page's remote-free list, collected by the owner).
-//! - **Large block**: a request of `size_class::LARGE_FROM` bytes or more (64 KiB), mapped on
+//! - **Large block**: a request of `size_class::LARGE_FROM` bytes or more (above 64 KiB), mapped on
 //!   its own between two guard pages, at the end of its pages.
 //! - **Guard**: memory that faults when touched: guard markers (`MADV_GUARD_INSTALL`), or
 //!   `PROT_NONE` where the kernel has none (see `os::guard`).

@@ -234,7 +234,7 @@ fn soak() {
     for b in left {
         sh.free(b, "freed at the end");
     }
-    // The exchange's own buffer may have grown to a large block (64 KiB or more).
+    // The exchange's own buffer may have grown to a large block (above 64 KiB).
     sh.exchange.lock().unwrap().shrink_to_fit();
     let threads = sh.threads.load(Ordering::Relaxed);
     let s = mapalloc::stats();

@@ -1,4 +1,4 @@
-//! Large blocks: requests of [`LARGE_FROM`](crate::size_class::LARGE_FROM) bytes or more (64
+//! Large blocks: requests of [`LARGE_FROM`](crate::size_class::LARGE_FROM) bytes or more (above 64
 //! KiB in hardened builds), or with an alignment above 64 KiB.
 //!
 //! **Layout.** Each large block has pages of its own, mapped by [`os::map_guarded`] with a

@@ -46,9 +46,10 @@ use crate::remote::{self, Block};
 use crate::segment::{self, Page, Segment};
 use crate::size_class::{self, LARGE_FROM, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
 
-/// Requests below this take a size-class block (the class of `n + 1`, which must exist).
-const CLASS_BELOW: usize = if LARGE_FROM < MAX_CLASS_SIZE {
-    LARGE_FROM
+/// Requests below this take a size-class block (the class of `n + 1`, which must exist and be
+/// below `LARGE_FROM`): a request of 64 KiB is a large block in strict mode.
+const CLASS_BELOW: usize = if LARGE_FROM - 1 < MAX_CLASS_SIZE {
+    LARGE_FROM - 1
 } else {
     MAX_CLASS_SIZE
 };
