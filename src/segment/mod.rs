@@ -33,7 +33,7 @@
 //!   double free, an interior pointer or a pointer into metadata or a guard is caught from
 //!   metadata alone, without a header in front of the block.
 //! - A segment has one *kind*, which fixes its page size: small (64 KiB pages, blocks up to
-//!   8 KiB), medium (512 KiB pages, blocks up to 64 KiB) or big (one page per segment, blocks
+//!   8 KiB), medium (512 KiB pages, blocks up to 72 KiB) or big (one page per segment, blocks
 //!   up to 512 KiB; only in the `unhardened` measurement build, see [`Kind::has_segments`]).
 //!   The first data byte is 64 KiB-aligned, so a class whose size is a multiple of
 //!   `A <= 64 KiB` has every block `A`-aligned.
@@ -48,7 +48,16 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::remote::{Block, NOT_FULL};
 use crate::sync::atomic::{AtomicPtr as SyncPtr, AtomicU8 as SyncU8};
 
-use crate::size_class::{MAX_MEDIUM_SIZE, MAX_SMALL_SIZE};
+#[cfg(test)]
+use crate::size_class::MAX_MEDIUM_SIZE;
+use crate::size_class::MAX_SMALL_SIZE;
+
+/// Largest block size on pages of the medium kind: 72 KiB, one class above the largest
+/// default-mode class there (64 KiB), so that strict mode's 64 KiB requests (which take the
+/// class of `n + 1` for their canary) stay size-class blocks; a 512 KiB page holds 7 blocks of
+/// 72 KiB. (As large blocks, a 64 KiB malloc/free loop cost two `mprotect`s per pair: 8x on
+/// one thread and 30x on two on `benches/compare`'s `mixed`.)
+pub const MEDIUM_KIND_MAX: usize = 72 * 1024;
 use crate::sync::SpinLock;
 use crate::{emergency, os};
 
@@ -104,7 +113,7 @@ impl Kind {
     pub const fn of_block_size(bs: usize) -> Kind {
         if bs <= MAX_SMALL_SIZE {
             Kind::Small
-        } else if bs <= MAX_MEDIUM_SIZE {
+        } else if bs <= MEDIUM_KIND_MAX {
             Kind::Medium
         } else {
             Kind::Big
@@ -913,7 +922,8 @@ mod tests {
         assert_eq!(Kind::of_block_size(MAX_SMALL_SIZE), Kind::Small);
         assert_eq!(Kind::of_block_size(MAX_SMALL_SIZE + 16), Kind::Medium);
         assert_eq!(Kind::of_block_size(MAX_MEDIUM_SIZE), Kind::Medium);
-        assert_eq!(Kind::of_block_size(MAX_MEDIUM_SIZE + 16), Kind::Big);
+        assert_eq!(Kind::of_block_size(MEDIUM_KIND_MAX), Kind::Medium);
+        assert_eq!(Kind::of_block_size(MEDIUM_KIND_MAX + 16), Kind::Big);
         for k in [Kind::Small, Kind::Medium, Kind::Big] {
             let page = 1usize << k.page_shift();
             assert!(page.is_power_of_two() && page <= SEGMENT_SIZE);
@@ -921,5 +931,6 @@ mod tests {
         // A page of each kind holds at least a few blocks of its largest class.
         assert!((1 << Kind::Small.page_shift()) / MAX_SMALL_SIZE >= 8);
         assert!((1 << Kind::Medium.page_shift()) / MAX_MEDIUM_SIZE >= 8);
+        assert!((1 << Kind::Medium.page_shift()) / MEDIUM_KIND_MAX >= 7);
     }
 }

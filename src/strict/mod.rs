@@ -46,13 +46,15 @@ use crate::remote::{self, Block};
 use crate::segment::{self, Page, Segment};
 use crate::size_class::{self, LARGE_FROM, MAX_CLASS_SIZE, MAX_MEDIUM_SIZE, MIN_ALIGN};
 
-/// Requests below this take a size-class block (the class of `n + 1`, which must exist and be
-/// below `LARGE_FROM`): a request of 64 KiB is a large block in strict mode.
-const CLASS_BELOW: usize = if LARGE_FROM - 1 < MAX_CLASS_SIZE {
-    LARGE_FROM - 1
+/// Requests below this take a size-class block (the class of `n + 1`, which must exist): the
+/// same requests as in the default mode (a request of 64 KiB takes the 72 KiB class, which
+/// the medium kind serves for that, see `segment::MEDIUM_KIND_MAX`).
+const CLASS_BELOW: usize = if LARGE_FROM < MAX_CLASS_SIZE {
+    LARGE_FROM
 } else {
     MAX_CLASS_SIZE
 };
+const _: () = assert!(cfg!(feature = "unhardened") || CLASS_BELOW <= segment::MEDIUM_KIND_MAX);
 use crate::{config, large, os};
 
 mod canary;
