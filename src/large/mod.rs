@@ -73,6 +73,12 @@ pub fn usable_for(size: usize, align: usize) -> Option<usize> {
     (u <= isize::MAX as usize / 2).then_some(u)
 }
 
+/// The usable size and the bytes of pages of a block for `size` bytes aligned to `align`.
+fn block_for(size: usize, align: usize) -> Option<(usize, usize)> {
+    let usable = usable_for(size, align)?;
+    Some((usable, os::page_round_up(usable)?))
+}
+
 /// The page holding the first byte of `addr`.
 #[inline]
 fn page_floor(addr: usize) -> usize {
@@ -95,10 +101,7 @@ fn alloc_impl(size: usize, align: usize, zero: bool) -> *mut u8 {
     crate::init::ensure();
     let ps = os::page_size();
     let align = align.max(16);
-    let Some(usable) = usable_for(size, align) else {
-        return ptr::null_mut();
-    };
-    let Some(len) = os::page_round_up(usable) else {
+    let Some((usable, len)) = block_for(size, align) else {
         return ptr::null_mut();
     };
     if let Some(p) = reuse_cached(size, usable, len, align, zero) {
@@ -479,10 +482,7 @@ pub fn resize(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let addr = p as usize;
     let ps = os::page_size();
     let align = align.max(16);
-    let Some(new_usable) = usable_for(new_size, align) else {
-        return ptr::null_mut();
-    };
-    let Some(new_len) = os::page_round_up(new_usable) else {
+    let Some((new_usable, new_len)) = block_for(new_size, align) else {
         return ptr::null_mut();
     };
     let l = LARGE.lock();
