@@ -89,6 +89,13 @@ int mapalloc_malloc_trim(size_t pad);
 /* Print a short summary of the allocator's counters to stderr. */
 void mapalloc_stats_print(void);
 
+/* With MAPALLOC_PROF=1 or leaks: write the live heap now, in the gperftools heap-profile
+ * format (pprof, google-pprof and mapalloc-prof read it), to the file path names ("%p" is the
+ * process id), or for a NULL path to MAPALLOC_PROF_FILE's name followed by ".<n>". 0 on
+ * success; -1 with errno set otherwise: EINVAL when profiling is off, else why the file could
+ * not be written. Never allocates. */
+int mapalloc_profile_dump(const char *path);
+
 /* glibc's mallopt: 1 for a <malloc.h> parameter (M_MXFAST ... M_ARENA_MAX) with a value
  * glibc accepts, 0 otherwise. None changes mapalloc's behaviour (see the README). */
 int mapalloc_mallopt(int param, int value);

@@ -12,9 +12,15 @@ use crate::{config, heap, large, os, segment, strict, zero};
 /// Allocate `size` bytes, 16-byte aligned. Null when out of memory or impossible.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    if config::strict() {
-        return strict::malloc(size);
+    if !config::plain() {
+        return modal::malloc(size);
     }
+    base_malloc(size)
+}
+
+/// [`malloc`] on the default paths.
+#[inline(always)]
+fn base_malloc(size: usize) -> *mut u8 {
     if size < LARGE_FROM {
         // Size 0 maps to `ZERO_CLASS`, whose queue is always empty: `heap` hands it to `zero`
         // on its slow path, so the fast path pays nothing for it.
@@ -31,11 +37,17 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     if size == 0 {
         return zero_size(align);
     }
-    if config::strict() {
-        return strict::malloc_aligned(size, align);
+    if !config::plain() {
+        return modal::malloc_aligned(size, align);
     }
+    base_malloc_aligned(size, align)
+}
+
+/// [`malloc_aligned`] of a non-zero size on the default paths.
+#[inline]
+fn base_malloc_aligned(size: usize, align: usize) -> *mut u8 {
     if align <= MIN_ALIGN {
-        return malloc(size);
+        return base_malloc(size);
     }
     if align <= MAX_MEDIUM_SIZE && size < LARGE_FROM {
         if let Some(c) = size_class::class_for_aligned(size, align) {
@@ -50,14 +62,19 @@ pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
     if size == 0 {
         return zero_size(align);
     }
-    if config::strict() {
-        return strict::malloc_zeroed(size, align);
+    if !config::plain() {
+        return modal::malloc_zeroed(size, align);
     }
+    base_malloc_zeroed(size, align)
+}
+
+/// [`malloc_zeroed`] of a non-zero size on the default paths.
+fn base_malloc_zeroed(size: usize, align: usize) -> *mut u8 {
     if size >= LARGE_FROM || align > MAX_MEDIUM_SIZE {
         // Large blocks come zeroed from the kernel, or from the cache, which zeroes them.
         return large_alloc(size, align, true);
     }
-    let p = malloc_aligned(size, align);
+    let p = base_malloc_aligned(size, align);
     if !p.is_null() {
         // SAFETY: `p` is a fresh block of at least `size` bytes.
         unsafe { ptr::write_bytes(p, 0, size) };
@@ -113,10 +130,20 @@ pub(crate) fn zero_size(align: usize) -> *mut u8 {
 /// unless it happens to be the address of another live block).
 #[inline(always)]
 pub unsafe fn free(p: *mut u8, size: usize) {
-    if config::strict() {
+    if !config::plain() {
         // SAFETY: forwarded contract.
-        return unsafe { strict::free(p, size) };
+        return unsafe { modal::free(p, size) };
     }
+    // SAFETY: forwarded contract.
+    unsafe { base_free(p, size) }
+}
+
+/// [`free`] on the default paths.
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+unsafe fn base_free(p: *mut u8, size: usize) {
     if p.is_null() {
         return;
     }
@@ -265,10 +292,19 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
         }
         return q;
     }
-    if config::strict() {
+    if !config::plain() {
         // SAFETY: forwarded contract.
-        return unsafe { strict::realloc(p, size, align) };
+        return unsafe { modal::realloc(p, size, align) };
     }
+    // SAFETY: forwarded contract.
+    unsafe { base_realloc(p, size, align) }
+}
+
+/// [`realloc`] of a block that is not a zero-size slot, on the default paths.
+///
+/// # Safety
+/// As [`realloc`].
+unsafe fn base_realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     let seg = segment::segment_of(p as usize);
     let usable = match seg {
         // SAFETY: `seg` contains `p`.
@@ -293,16 +329,114 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
             return q;
         }
     }
-    let q = malloc_aligned(size, align);
+    let q = if size == 0 {
+        zero_size(align)
+    } else {
+        base_malloc_aligned(size, align)
+    };
     if q.is_null() {
         return q;
     }
     // SAFETY: both blocks are live, distinct, and at least min(size, usable) bytes long.
     unsafe {
         ptr::copy_nonoverlapping(p, q, size.min(usable));
-        free(p, 0);
+        base_free(p, 0);
     }
     q
+}
+
+/// The paths of the other modes, out of line: strict hardening (`strict`), heap profiling
+/// (`prof`), or both. Each passes the address of one of its locals to `prof` as the marker of
+/// the allocator's entry frame: the profile's stacks begin above it.
+mod modal {
+    use super::*;
+    use crate::prof;
+
+    /// The block `p` of `size` bytes was just allocated: the profiler counts it.
+    #[inline(always)]
+    fn allocated(p: *mut u8, size: usize, marker: &u8) -> *mut u8 {
+        if !p.is_null() && config::profiling() {
+            prof::allocated(p, size, core::hint::black_box(marker) as *const u8 as usize);
+        }
+        p
+    }
+
+    #[inline(never)]
+    pub fn malloc(size: usize) -> *mut u8 {
+        let marker = 0u8;
+        let p = if config::strict() {
+            strict::malloc(size)
+        } else {
+            base_malloc(size)
+        };
+        allocated(p, size, &marker)
+    }
+
+    #[inline(never)]
+    pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+        let marker = 0u8;
+        let p = if config::strict() {
+            strict::malloc_aligned(size, align)
+        } else {
+            base_malloc_aligned(size, align)
+        };
+        allocated(p, size, &marker)
+    }
+
+    #[inline(never)]
+    pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
+        let marker = 0u8;
+        let p = if config::strict() {
+            strict::malloc_zeroed(size, align)
+        } else {
+            base_malloc_zeroed(size, align)
+        };
+        allocated(p, size, &marker)
+    }
+
+    /// # Safety
+    /// As [`super::free`].
+    #[inline(never)]
+    pub unsafe fn free(p: *mut u8, size: usize) {
+        if !p.is_null() && config::profiling() {
+            prof::freeing(p);
+        }
+        // SAFETY: forwarded contract.
+        unsafe {
+            if config::strict() {
+                strict::free(p, size)
+            } else {
+                base_free(p, size)
+            }
+        }
+    }
+
+    /// A block that `realloc` moves or resizes is, for the profile, freed and allocated
+    /// again (a failed `realloc` loses the old block's sample).
+    ///
+    /// # Safety
+    /// As [`super::realloc`].
+    #[inline(never)]
+    pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+        let marker = 0u8;
+        let profiling = config::profiling();
+        if profiling {
+            prof::freeing(p);
+        }
+        // SAFETY: forwarded contract.
+        let q = unsafe {
+            if config::strict() {
+                strict::realloc(p, size, align)
+            } else {
+                base_realloc(p, size, align)
+            }
+        };
+        if profiling {
+            allocated(q, size, &marker)
+        } else {
+            q
+        }
+    }
 }
 
 /// Abort on a use of `p`, which is not a live block: with `freed` when it was a block of ours

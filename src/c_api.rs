@@ -396,6 +396,32 @@ pub unsafe fn malloc_info(options: i32, fp: *mut libc::FILE) -> i32 {
     if ok { 0 } else { -1 }
 }
 
+/// `mapalloc_profile_dump`: write the live heap now (see [`crate::profile_dump`]) to the file
+/// `path` names (`%p`: the process id), or, for a null `path`, to the profile's own file name
+/// followed by `.<n>`. 0 on success; -1 with `errno` set otherwise: `EINVAL` when profiling is
+/// off (`MAPALLOC_PROF`), else why the file could not be written.
+///
+/// # Safety
+/// `path` is null or a NUL-terminated string.
+pub unsafe fn profile_dump(path: *const libc::c_char) -> i32 {
+    let r = if path.is_null() {
+        crate::prof::dump_numbered()
+    } else {
+        // SAFETY: per the contract.
+        crate::prof::dump(unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes())
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            os::set_errno(match e {
+                crate::prof::DumpError::Off => libc::EINVAL,
+                crate::prof::DumpError::Io(e) => e,
+            });
+            -1
+        }
+    }
+}
+
 /// Print a short summary to stderr (`malloc_stats`, `mapalloc_stats_print`).
 pub fn stats_print() {
     stats::print();
@@ -406,6 +432,7 @@ pub fn stats_print() {
 /// own under `%p`), else to stderr.
 pub extern "C" fn exit_report() {
     crate::config::load();
+    crate::prof::at_exit();
     if !crate::config::stats_at_exit() {
         return;
     }

@@ -11,14 +11,19 @@
 //! | `MAPALLOC_STRICT` | `0` | `1`: strict hardening mode (see the README) |
 //! | `MAPALLOC_STRICT_ZERO` | `1` | `0`: strict mode does not clear freed blocks (its largest cost) |
 //! | `MAPALLOC_VERBOSE` | `0` | `1`: print the effective settings at start-up |
+//! | `MAPALLOC_PROF` | `0` | `1`: sample allocations for a heap profile, written at exit; `leaks`: record every allocation and report what is still live at exit (see `prof`) |
+//! | `MAPALLOC_PROF_SAMPLE` | `524288` (`1` with `leaks`) | mean bytes between two sampled allocations (`1`: every allocation) |
+//! | `MAPALLOC_PROF_FILE` | `mapalloc.%p.heap` (`mapalloc.%p.leaks` with `leaks`) | where the profile goes at exit (`%p`: the process id) |
+//! | `MAPALLOC_PROF_SIGNAL` | unset | `1`: `SIGUSR2` writes the live heap to `<file>.<n>`; a number: that signal instead |
 //!
 //! The environment is read once, with `getenv` (which does not allocate), on the first
 //! allocation. A value that does not parse or is out of range prints one warning line naming
 //! the variable and keeps the default. Rust programs may call [`crate::configure`] instead (or
 //! as well): what it sets wins over the environment.
 //!
-//! The settings are plain atomics read with relaxed loads; only `strict` must be fixed before
-//! the first allocation (blocks handed out under one mode are freed under the same mode).
+//! The settings are plain atomics read with relaxed loads; only `strict` and `prof` must be
+//! fixed before the first allocation (blocks handed out under one mode are freed under the same
+//! mode).
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
@@ -28,9 +33,12 @@ use crate::os;
 pub const DEFAULT_PURGE_DELAY_MS: usize = 250;
 pub const DEFAULT_RETAIN_MB: usize = 64;
 pub const DEFAULT_LARGE_CACHE_MB: usize = 128;
+pub const DEFAULT_PROF_SAMPLE: usize = 512 << 10;
 /// Upper bounds of the numeric settings (one hour; 1 TiB).
 const MAX_DELAY_MS: usize = 3_600_000;
 const MAX_MB: usize = 1 << 20;
+/// The longest mean sampling interval (1 TiB).
+const MAX_PROF_SAMPLE: usize = 1 << 40;
 
 static STATS: AtomicBool = AtomicBool::new(false);
 /// `MAPALLOC_STATS_FILE`, copied when the environment is read (the program may change its
@@ -48,9 +56,23 @@ static STRICT_FIXED: AtomicBool = AtomicBool::new(false);
 /// The mode the allocation paths follow: undecided until the first allocation has read the
 /// environment, then fixed.
 static MODE: AtomicU8 = AtomicU8::new(MODE_UNDECIDED);
+/// The mode is a set of bits: none for the default paths.
 const MODE_DEFAULT: u8 = 0;
 const MODE_STRICT: u8 = 1;
-const MODE_UNDECIDED: u8 = 2;
+const MODE_PROF: u8 = 2;
+const MODE_UNDECIDED: u8 = 0x80;
+
+/// `MAPALLOC_PROF`: off, sampling, or every allocation for the leak report.
+pub const PROF_OFF: u8 = 0;
+pub const PROF_SAMPLE: u8 = 1;
+pub const PROF_LEAKS: u8 = 2;
+static PROF: AtomicU8 = AtomicU8::new(PROF_OFF);
+/// `MAPALLOC_PROF_SAMPLE`; 0: the mode's default.
+static PROF_SAMPLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PROF_FILE: [AtomicU8; os::PATH_MAX] = [const { AtomicU8::new(0) }; os::PATH_MAX];
+static PROF_FILE_LEN: AtomicUsize = AtomicUsize::new(0);
+/// `MAPALLOC_PROF_SIGNAL`: the signal that dumps the live heap, 0 for none.
+static PROF_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
 const UNLOADED: u8 = 0;
 const LOADING: u8 = 1;
@@ -107,23 +129,91 @@ pub fn strict() -> bool {
     // Acquire: a thread that sees the strict mode also sees the secret drawn before it.
     match MODE.load(Ordering::Acquire) {
         MODE_DEFAULT => false,
-        MODE_STRICT => true,
-        _ => decide_mode(),
+        MODE_UNDECIDED => decide_mode() & MODE_STRICT != 0,
+        m => m & MODE_STRICT != 0,
+    }
+}
+
+/// Whether every path is the default one (no strict mode, no profiling): the one check the
+/// fast paths of `alloc` make. As cheap as [`strict`].
+#[inline(always)]
+pub fn plain() -> bool {
+    match MODE.load(Ordering::Acquire) {
+        MODE_DEFAULT => true,
+        MODE_UNDECIDED => decide_mode() == MODE_DEFAULT,
+        _ => false,
+    }
+}
+
+/// Whether allocations are sampled for a heap profile (`MAPALLOC_PROF`).
+#[inline]
+pub fn profiling() -> bool {
+    match MODE.load(Ordering::Acquire) {
+        MODE_UNDECIDED => decide_mode() & MODE_PROF != 0,
+        m => m & MODE_PROF != 0,
     }
 }
 
 #[cold]
 #[inline(never)]
-fn decide_mode() -> bool {
+fn decide_mode() -> u8 {
     crate::init::ensure();
+    let m = MODE.load(Ordering::Acquire);
+    if m != MODE_UNDECIDED {
+        return m;
+    }
     // `init` fixed the mode, unless this is a call re-entered from inside it before that
-    // point (nothing there allocates before it), in which case the setting read so far holds.
+    // point (nothing there allocates before it), in which case the setting read so far holds
+    // (profiling stays off until the mode is fixed).
     let strict = STRICT.load(Ordering::Relaxed);
     if strict {
         // Strict paths read the secret without checking it (see `strict::init`).
         crate::strict::init();
+        MODE_STRICT
+    } else {
+        MODE_DEFAULT
     }
-    strict
+}
+
+/// `MAPALLOC_PROF`: [`PROF_OFF`], [`PROF_SAMPLE`] or [`PROF_LEAKS`].
+pub fn prof_mode() -> u8 {
+    PROF.load(Ordering::Relaxed)
+}
+
+/// The mean sampling interval in bytes (`MAPALLOC_PROF_SAMPLE`; by default 512 KiB, and 1,
+/// every allocation, for the leak report).
+pub fn prof_sample_bytes() -> usize {
+    match PROF_SAMPLE_BYTES.load(Ordering::Relaxed) {
+        0 if prof_mode() == PROF_LEAKS => 1,
+        0 => DEFAULT_PROF_SAMPLE,
+        n => n,
+    }
+}
+
+/// The profile's file name pattern (`MAPALLOC_PROF_FILE`, else the mode's default), copied
+/// into `out`: its length.
+pub fn prof_file(out: &mut [u8; os::PATH_MAX]) -> usize {
+    let n = PROF_FILE_LEN.load(Ordering::Acquire);
+    if n == 0 {
+        let d: &[u8] = if prof_mode() == PROF_LEAKS {
+            b"mapalloc.%p.leaks"
+        } else {
+            b"mapalloc.%p.heap"
+        };
+        for (o, &b) in out.iter_mut().zip(d) {
+            *o = b;
+        }
+        return d.len();
+    }
+    for (o, b) in out.iter_mut().zip(PROF_FILE.iter()).take(n) {
+        *o = b.load(Ordering::Relaxed);
+    }
+    n
+}
+
+/// The signal that dumps the live heap (`MAPALLOC_PROF_SIGNAL`), 0 for none.
+pub fn prof_signal() -> i32 {
+    PROF_SIGNAL.load(Ordering::Relaxed) as i32
 }
 
 /// Read the environment once. Called from initialisation before the first block is handed
@@ -191,9 +281,60 @@ pub fn load() {
     if let Some(v) = env_bool(c"MAPALLOC_VERBOSE", "MAPALLOC_VERBOSE") {
         VERBOSE.store(v, Ordering::Relaxed);
     }
+    load_prof();
     STATE.store(LOADED, Ordering::Release);
     if VERBOSE.load(Ordering::Relaxed) {
         print_settings();
+    }
+}
+
+/// The profiling variables (see the table above).
+fn load_prof() {
+    if let Some(raw) = env(c"MAPALLOC_PROF") {
+        let m = match raw {
+            b"leaks" => Some(PROF_LEAKS),
+            _ => parse_bool(raw).map(|on| if on { PROF_SAMPLE } else { PROF_OFF }),
+        };
+        match m {
+            Some(m) if !STRICT_FIXED.load(Ordering::Acquire) => PROF.store(m, Ordering::Relaxed),
+            Some(m) if m != PROF.load(Ordering::Relaxed) => os::write_stderr(
+                b"mapalloc: warning: MAPALLOC_PROF read after the first allocation; not profiling\n",
+            ),
+            Some(_) => {}
+            None => warn("MAPALLOC_PROF", raw, "0, 1 or leaks", u64::MAX),
+        }
+    }
+    if let Some(v) = env_num(
+        c"MAPALLOC_PROF_SAMPLE",
+        "MAPALLOC_PROF_SAMPLE",
+        MAX_PROF_SAMPLE,
+    ) {
+        PROF_SAMPLE_BYTES.store(v.max(1), Ordering::Relaxed);
+    }
+    if let Some(v) = env(c"MAPALLOC_PROF_FILE").filter(|v| !v.is_empty()) {
+        if v.len() < os::PATH_MAX {
+            for (slot, &b) in PROF_FILE.iter().zip(v) {
+                slot.store(b, Ordering::Relaxed);
+            }
+            PROF_FILE_LEN.store(v.len(), Ordering::Release);
+        } else {
+            os::write_stderr(b"mapalloc: warning: MAPALLOC_PROF_FILE is too long; ignored\n");
+        }
+    }
+    if let Some(raw) = env(c"MAPALLOC_PROF_SIGNAL") {
+        // `1` is SIGUSR2 (signal 1, SIGHUP, is no useful choice); another number names the
+        // signal.
+        match parse_num(raw, 64) {
+            Some(0) => PROF_SIGNAL.store(0, Ordering::Relaxed),
+            Some(1) => PROF_SIGNAL.store(libc::SIGUSR2 as usize, Ordering::Relaxed),
+            Some(n) => PROF_SIGNAL.store(n, Ordering::Relaxed),
+            None => warn(
+                "MAPALLOC_PROF_SIGNAL",
+                raw,
+                "a signal number from 0 to ",
+                64,
+            ),
+        }
     }
 }
 
@@ -201,13 +342,17 @@ pub fn load() {
 /// handed out under one mode must be freed under the same mode.
 pub fn fix_strict() {
     STRICT_FIXED.store(true, Ordering::Release);
-    let mode = if STRICT.load(Ordering::Relaxed) {
+    let mut mode = if STRICT.load(Ordering::Relaxed) {
         // Before the mode is published: strict paths read the secret without checking it.
         crate::strict::init();
         MODE_STRICT
     } else {
         MODE_DEFAULT
     };
+    if PROF.load(Ordering::Relaxed) != PROF_OFF {
+        crate::prof::init();
+        mode |= MODE_PROF;
+    }
     MODE.store(mode, Ordering::Release);
 }
 
@@ -307,6 +452,10 @@ fn print_settings() {
         .dec(STRICT.load(Ordering::Relaxed) as u64)
         .str(" strict_zero=")
         .dec(strict_zero() as u64)
+        .str(" prof=")
+        .dec(prof_mode() as u64)
+        .str(" prof_sample=")
+        .dec(prof_sample_bytes() as u64)
         .str("\n")
         .write();
 }

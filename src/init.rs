@@ -101,5 +101,6 @@ extern "C" fn fork_child() {
         segment::after_fork_child();
         large::after_fork_child();
         heap::after_fork_child();
+        crate::prof::after_fork_child();
     }
 }

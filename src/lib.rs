@@ -30,7 +30,9 @@
 //! `emergency` (the segment in `.bss`, used by `segment`) sit just above `os`. In strict mode
 //! `alloc` hands every call to `strict`, which uses `heap`, `segment` and `large`; `heap`
 //! calls back into it where a page's free list or the quarantine changes hands (strict mode
-//! keeps its own lists in the heap's pages). `segment` and `large` call nothing above them:
+//! keeps its own lists in the heap's pages). With `MAPALLOC_PROF`, `alloc` also tells `prof`
+//! (beside `strict`) of every allocation and free; `prof` keeps its per-thread countdown in the
+//! heap and its per-page sample count in the page descriptor. `segment` and `large` call nothing above them:
 //! what they must know of the mode comes down as a value (`segment::alloc`'s `tail_guards`),
 //! what the layer above must do after them goes up as a return value (`large::free` says when
 //! it cached a block, whose decay the heap schedules), and a segment's owning heap is an
@@ -59,6 +61,7 @@ mod heap;
 mod init;
 mod large;
 mod os;
+mod prof;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod remote;
@@ -74,6 +77,7 @@ mod zero;
 
 pub use config::{Config, ConfigError};
 pub use global::MapAlloc;
+pub use prof::DumpError;
 pub use stats::{ClassStats, Stats};
 
 /// Choose settings in code (the same as the `MAPALLOC_*` environment variables, which it
@@ -96,6 +100,14 @@ pub fn config() -> Config {
 /// own schedule (`MAPALLOC_PURGE_DELAY_MS`). Returns the bytes released. Never allocates.
 pub fn trim() -> usize {
     heap::trim()
+}
+
+/// Write the live heap now, as the profile at exit is written (`MAPALLOC_PROF=1` or `leaks`;
+/// the README's "Heap profiles and leaks"): to the file `path` names (`%p`: the process id), in
+/// the gperftools heap-profile format that `pprof` and `mapalloc-prof` read. Never allocates;
+/// other threads' sampling waits while it writes.
+pub fn profile_dump(path: &str) -> Result<(), DumpError> {
+    prof::dump(path.as_bytes())
 }
 
 /// A snapshot of mapalloc's counters (allocations, live bytes, mapped memory, syscalls).

@@ -72,6 +72,12 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// Whether the calling thread holds the lock (a signal handler that interrupted its
+    /// critical section must not wait for it).
+    pub fn held_by_me(&self) -> bool {
+        self.holder.load(Ordering::Relaxed) == me()
+    }
+
     /// In the child of `fork`, before any other thread exists: if the lock is held by a
     /// thread other than the caller (one that did not follow into the child and will never
     /// release it), make the caller its holder and return the guard, so that the caller can

@@ -75,3 +75,4 @@ export!(mallinfo2 => fn() -> Mallinfo2 = c_api::mallinfo2);
 export!(mallopt, mapalloc_mallopt => fn(param: c_int, value: c_int) -> c_int = c_api::mallopt);
 export!(malloc_info, mapalloc_malloc_info => fn(options: c_int, fp: *mut libc::FILE) -> c_int = c_api::malloc_info);
 export!(malloc_stats, mapalloc_stats_print => fn() = c_api::stats_print);
+export!(mapalloc_profile_dump => fn(path: *const libc::c_char) -> c_int = c_api::profile_dump);

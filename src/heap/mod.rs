@@ -124,6 +124,8 @@ pub struct Heap {
     last_check: u64,
     /// Strict mode's per-heap state (quarantine, random generator), mapped on first use.
     pub strict: *mut crate::strict::HeapState,
+    /// The owning thread's sampling countdown (see `prof`; owner only).
+    pub prof: crate::prof::ThreadState,
     /// The owning thread, from [`owner_stamp`]; 0 when no thread owns the heap (abandoned, the
     /// backup heap). Written under the pool lock, or by the forking thread in the child.
     owner: AtomicU64,

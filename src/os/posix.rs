@@ -11,7 +11,7 @@ use super::{guard_markers, guard_pair, purge, purge_vectored};
 
 /// The calling thread's `errno`.
 #[inline]
-pub(super) fn errno() -> i32 {
+pub fn errno() -> i32 {
     // SAFETY: the system's errno location is always a valid pointer to this thread's errno.
     unsafe { *super::errno_location() }
 }
@@ -464,4 +464,19 @@ pub fn now_ms() -> u64 {
         .wrapping_mul(1000)
         .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
         .max(1)
+}
+
+/// Run `handler` when signal `sig` arrives (`sigaction` with `SA_RESTART`, so interrupted
+/// calls of the program go on). False when `sig` cannot be caught.
+pub fn on_signal(sig: i32, handler: extern "C" fn(libc::c_int)) -> bool {
+    let saved = errno();
+    // SAFETY: all-zero bytes are a valid `sigaction` (empty mask, no flags).
+    let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
+    sa.sa_sigaction = handler as usize;
+    sa.sa_flags = libc::SA_RESTART;
+    // SAFETY: `sa` is initialised; the handler is an `extern "C"` function that never
+    // unwinds.
+    let r = unsafe { libc::sigaction(sig, &sa, core::ptr::null_mut()) };
+    set_errno(saved);
+    r == 0
 }

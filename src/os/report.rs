@@ -184,34 +184,88 @@ pub fn expand_path(pattern: &[u8], pid: u32, out: &mut [u8; PATH_MAX]) -> Option
 /// without allocating: `open(2)` with mode 0644 and close-on-exec. `None` (with one warning
 /// line on stderr) when it cannot be created. Preserves `errno`.
 pub fn create_report_file(pattern: &[u8]) -> Option<i32> {
+    match open_report(pattern) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            let mut l = Line::new();
+            l.str("mapalloc: warning: cannot create MAPALLOC_STATS_FILE ")
+                .bytes(pattern)
+                .str(" (errno ")
+                .dec(e as u64)
+                .str("); the summary goes to stderr\n")
+                .write();
+            None
+        }
+    }
+}
+
+/// Create (or truncate) the file named by `pattern` (`%p`: this process's id) for writing, as
+/// [`create_report_file`] does, but quietly: the descriptor, or the `errno` value of the
+/// failure (`ENAMETOOLONG` for a name that does not expand). Preserves `errno`.
+pub fn open_report(pattern: &[u8]) -> Result<i32, i32> {
     let saved = errno();
     let mut path = [0u8; PATH_MAX];
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
-    let fd = match expand_path(pattern, pid, &mut path) {
+    let expanded = expand_path(pattern, pid, &mut path).is_some();
+    let fd = match expanded {
         // SAFETY: `path` is NUL-terminated.
-        Some(_) => unsafe {
+        true => unsafe {
             libc::open(
                 path.as_ptr().cast(),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
                 0o644 as libc::c_uint,
             )
         },
-        None => -1,
+        false => -1,
     };
-    let e = errno();
+    let e = if fd < 0 && expanded {
+        errno()
+    } else {
+        libc::ENAMETOOLONG
+    };
     set_errno(saved);
+    if fd < 0 { Err(e) } else { Ok(fd) }
+}
+
+/// Write all of `msg` to the file `fd`: the `errno` value of a failure. Preserves `errno`.
+pub fn write_fd(fd: i32, msg: &[u8]) -> Result<(), i32> {
+    let saved = errno();
+    let r = write_all(fd, msg);
+    set_errno(saved);
+    r
+}
+
+/// Read the file `path` and hand its bytes to `f` in chunks of up to 4 KiB, until the end or
+/// until `f` returns false: the `errno` value of a failure. Preserves `errno`.
+pub fn read_chunks(path: &core::ffi::CStr, mut f: impl FnMut(&[u8]) -> bool) -> Result<(), i32> {
+    let saved = errno();
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
-        let mut l = Line::new();
-        l.str("mapalloc: warning: cannot create MAPALLOC_STATS_FILE ")
-            .bytes(pattern)
-            .str(" (errno ")
-            .dec(e as u64)
-            .str("); the summary goes to stderr\n")
-            .write();
-        return None;
+        let e = errno();
+        set_errno(saved);
+        return Err(e);
     }
-    Some(fd)
+    let mut buf = [0u8; 4096];
+    let r = loop {
+        // SAFETY: reading into a valid buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            break Err(e);
+        }
+        if n == 0 || !f(buf.get(..n as usize).unwrap_or(&[])) {
+            break Ok(());
+        }
+    };
+    // SAFETY: `fd` is ours.
+    unsafe { libc::close(fd) };
+    set_errno(saved);
+    r
 }
 
 /// Close a report file made by [`create_report_file`].
@@ -222,22 +276,34 @@ pub fn close_report_file(fd: i32) {
     set_errno(saved);
 }
 
-/// A fixed-capacity line buffer on the stack for messages built without allocating.
-pub struct Line {
-    buf: [u8; 256],
+/// A fixed-capacity line buffer on the stack for messages built without allocating: 256
+/// bytes, or `N` (the heap profile's lines hold up to 64 addresses).
+pub struct Line<const N: usize = 256> {
+    buf: [u8; N],
     len: usize,
 }
 
 impl Line {
     pub const fn new() -> Line {
+        Line::empty()
+    }
+}
+
+impl<const N: usize> Line<N> {
+    pub const fn empty() -> Self {
         Line {
-            buf: [0; 256],
+            buf: [0; N],
             len: 0,
         }
     }
 
+    /// Start again from an empty line.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// Append one byte; bytes beyond the buffer are dropped.
-    fn byte(&mut self, b: u8) {
+    pub fn byte(&mut self, b: u8) {
         if let Some(slot) = self.buf.get_mut(self.len) {
             *slot = b;
             self.len += 1;

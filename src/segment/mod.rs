@@ -165,6 +165,8 @@ pub struct Page {
     pub in_full: bool,
     /// See `remote`: NOT_FULL, FULL or NOTIFIED.
     pub full_state: SyncU8,
+    /// Sampled blocks of the heap profile on this page (see `prof`; saturates, any thread).
+    pub prof_samples: core::sync::atomic::AtomicU16,
     /// Address of the first block.
     pub start: *mut u8,
     /// Owning heap.
