@@ -14,6 +14,7 @@ use mapalloc::MapAlloc;
 use std::sync::OnceLock;
 
 pub mod preload;
+pub mod profile;
 
 /// Longest block the pattern can describe.
 pub const MAX_PATTERN_LEN: usize = (64 << 20) + 4096;
