@@ -12,11 +12,12 @@
 //! is held while the stack is walked. Frames without unwind tables (JIT-compiled code) end
 //! the walk there.
 //!
-//! The allocator's own frames are left out: those below the entry frame that holds the
-//! marker (`prof::allocated`'s caller passes the address of one of its locals: frames whose
-//! canonical frame address is at or below it are inner ones), that entry frame itself, and,
-//! when mapalloc is a shared library of its own (the preload), the leading frames inside it
-//! (`malloc`, `operator new`). Frame addresses are return addresses.
+//! The allocator's own frames are left out: the entry frame that holds the marker
+//! (`prof::allocated`'s caller passes the address of one of its locals) and those it called,
+//! whose stack pointers are at or below the marker (`_Unwind_GetCFA` gives a frame's stack
+//! pointer at its call, the callee's canonical frame address, as backtrace-rs reads it too),
+//! and, when mapalloc is a shared library of its own (the preload), the leading frames inside
+//! it (`malloc`, `operator new`). Frame addresses are return addresses.
 
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -49,7 +50,6 @@ struct Walk {
     frames: [usize; MAX_FRAMES],
     n: usize,
     marker: usize,
-    past_entry: bool,
     own_lo: usize,
     own_hi: usize,
 }
@@ -57,7 +57,7 @@ struct Walk {
 unsafe extern "C" fn step(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Walk` that `capture` passed, alive for the whole walk; `ctx` is
     // the unwinder's context for this frame.
-    let (w, ip, cfa) = unsafe {
+    let (w, ip, sp) = unsafe {
         (
             &mut *arg.cast::<Walk>(),
             _Unwind_GetIP(ctx),
@@ -67,11 +67,8 @@ unsafe extern "C" fn step(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
     if ip == 0 {
         return STOP;
     }
-    if !w.past_entry {
-        if cfa > w.marker {
-            // The entry frame itself: the first frame above the marker.
-            w.past_entry = true;
-        }
+    if w.n == 0 && sp <= w.marker {
+        // The entry frame or one it called.
         return CONTINUE;
     }
     if w.n == 0 && ip >= w.own_lo && ip < w.own_hi {
@@ -97,7 +94,6 @@ pub fn capture(marker: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
         frames: [0; MAX_FRAMES],
         n: 0,
         marker,
-        past_entry: false,
         own_lo: OWN_LO.load(Relaxed),
         own_hi: OWN_HI.load(Relaxed),
     };

@@ -151,13 +151,19 @@ impl Symbols {
     pub fn function(&mut self, p: &Profile, addr: u64) -> Option<String> {
         let call = addr - 1;
         let m = p.maps.iter().find(|m| m.start <= call && call < m.end)?;
-        // The object's virtual address: its file offset, for the usual layout of PT_LOAD
-        // segments (p_vaddr == p_offset within a segment's page), position-independent or not.
-        let file_off = call - m.start + m.offset;
+        // The object's load bias: where its first mapping (file offset 0, its first PT_LOAD
+        // segment, at virtual address 0 in a position-independent object) begins.
         let path = m.path.clone();
+        let bias = p
+            .maps
+            .iter()
+            .filter(|x| x.path == path && x.offset == 0)
+            .map(|x| x.start)
+            .min()
+            .unwrap_or(m.start - m.offset);
         let syms = self.of(&path);
-        let pie_or_lib = syms.iter().all(|s| s.0 < 0x40_0000) || path.ends_with(".so");
-        let v = if pie_or_lib { file_off } else { call };
+        let pie_or_lib = syms.iter().all(|s| s.0 < 0x40_0000) || path.contains(".so");
+        let v = if pie_or_lib { call - bias } else { call };
         syms.iter()
             .find(|(a, s, _)| *a <= v && v < a + s.max(&1))
             .map(|(_, _, n)| n.clone())
