@@ -303,6 +303,7 @@ impl<const N: usize> Line<N> {
     }
 
     /// Append one byte; bytes beyond the buffer are dropped.
+    #[inline(never)]
     pub fn byte(&mut self, b: u8) {
         if let Some(slot) = self.buf.get_mut(self.len) {
             *slot = b;
@@ -310,6 +311,9 @@ impl<const N: usize> Line<N> {
         }
     }
 
+    // Out of line: messages are cold, and inlined copies of these made up much of the
+    // library's text (which the kernel maps, and counts resident, whole).
+    #[inline(never)]
     pub fn str(&mut self, s: &str) -> &mut Self {
         for &b in s.as_bytes() {
             self.byte(b);
@@ -318,6 +322,7 @@ impl<const N: usize> Line<N> {
     }
 
     /// Append raw bytes (e.g. a value read from the environment).
+    #[inline(never)]
     pub fn bytes(&mut self, s: &[u8]) -> &mut Self {
         for &b in s {
             self.byte(b);
@@ -325,6 +330,7 @@ impl<const N: usize> Line<N> {
         self
     }
 
+    #[inline(never)]
     pub fn dec(&mut self, mut v: u64) -> &mut Self {
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();
@@ -342,6 +348,7 @@ impl<const N: usize> Line<N> {
         self
     }
 
+    #[inline(never)]
     pub fn hex(&mut self, v: usize) -> &mut Self {
         self.str("0x");
         let digits = b"0123456789abcdef";

@@ -289,19 +289,18 @@ pub fn at_exit() {
             .str(")\n")
             .write();
     }
+    if config::prof_mode() != config::PROF_LEAKS {
+        // A sampled profile goes to its file quietly: programs run under the preload keep
+        // their stderr as it was.
+        return;
+    }
     let mut path = [0u8; os::PATH_MAX];
     let shown = match os::expand_path(name, os::process_and_thread_id().0, &mut path) {
         Some(n) => path.get(..n).unwrap_or(name),
         None => name,
     };
     if let Some(tb) = tables() {
-        write::summary(
-            &tb,
-            PERIOD.load(Relaxed),
-            config::prof_mode() == config::PROF_LEAKS,
-            shown,
-            written.is_ok(),
-        );
+        write::leak_report(&tb, PERIOD.load(Relaxed), shown, written.is_ok());
     }
 }
 

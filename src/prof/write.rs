@@ -77,9 +77,9 @@ const SHOWN: usize = 5;
 /// Frames shown per stack.
 const SHOWN_FRAMES: usize = 4;
 
-/// One summary line on stderr (in the leak mode: what is still live, and its heaviest stacks,
-/// each frame as `object+offset`, which `addr2line -e object offset` resolves).
-pub fn summary(tb: &Tables, period: usize, leaks: bool, file: &[u8], written: bool) {
+/// The leak report on stderr: what is still live, and its heaviest stacks, each frame as
+/// `object+offset`, which `addr2line -e object offset` resolves.
+pub fn leak_report(tb: &Tables, period: usize, file: &[u8], written: bool) {
     let mut live = (0u64, 0u64, 0usize);
     for s in tb.stacks() {
         if s.inuse_count > 0 {
@@ -88,24 +88,16 @@ pub fn summary(tb: &Tables, period: usize, leaks: bool, file: &[u8], written: bo
         }
     }
     let mut l = Line::<1024>::empty();
-    if leaks {
-        l.str("mapalloc: leaks: ");
-        if live.0 == 0 {
-            l.str("none: every recorded block was freed");
-        } else {
-            l.dec(live.1)
-                .str(" bytes in ")
-                .dec(live.0)
-                .str(" blocks from ")
-                .dec(live.2 as u64)
-                .str(" stacks are still live at exit");
-        }
+    l.str("mapalloc: leaks: ");
+    if live.0 == 0 {
+        l.str("none: every recorded block was freed");
     } else {
-        l.str("mapalloc: heap profile: ")
-            .dec(live.1)
+        l.dec(live.1)
             .str(" bytes in ")
             .dec(live.0)
-            .str(" blocks live at exit");
+            .str(" blocks from ")
+            .dec(live.2 as u64)
+            .str(" stacks are still live at exit");
     }
     if period > 1 {
         l.str(" (estimated from samples every ")
@@ -124,7 +116,7 @@ pub fn summary(tb: &Tables, period: usize, leaks: bool, file: &[u8], written: bo
     }
     l.str("\n");
     os::write_stderr(l.as_bytes());
-    if !leaks || live.0 == 0 {
+    if live.0 == 0 {
         return;
     }
     // The heaviest stacks, largest first, without sorting (no room to sort in): SHOWN passes

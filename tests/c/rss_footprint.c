@@ -1,8 +1,11 @@
 /* Resident memory the allocator itself costs (issue 8: peak RSS).
  *
  * 1. The library's own pages: the resident part of the mappings of libmapalloc.so, after a
- *    few allocations, is at most 128 KiB (224 KiB when it linked std's panic machinery), and
- *    no libgcc_s is loaded (std needed it; this program does not).
+ *    few allocations, is at most 160 KiB (224 KiB when it linked std's panic machinery), and
+ *    no libgcc_s is loaded (std needed it; this program does not). The kernel maps the
+ *    library's page-cache folios whole, so this is close to the size of its text: 116 KiB
+ *    before the heap profiler, 152 KiB with its private unwinder (libgcc_eh) and the profile
+ *    writer, which profiling-off programs carry but do not run.
  * 2. A growing vector: a block grown by 12.5% at a time with realloc from 64 KiB to the
  *    largest size class (512 KiB), every byte written, eight times over, passes through some
  *    sixteen classes; the resident set may grow by at most 2 MiB (4 MiB when every class kept
@@ -73,7 +76,7 @@ int main(void) {
     printf("libmapalloc.so resident: %ld KiB; libgcc_s loaded: %s\n", lib_kb,
            found_gcc ? "yes" : "no");
     check(found_lib, "libmapalloc.so is not mapped: not running under the preload");
-    check(lib_kb <= 128, "libmapalloc.so's own resident pages above 128 KiB");
+    check(lib_kb <= 160, "libmapalloc.so's own resident pages above 160 KiB");
     check(!found_gcc, "libgcc_s.so is loaded");
 
     size_t before = rss_bytes();
