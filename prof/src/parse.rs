@@ -89,9 +89,10 @@ const MAPS_MARKER: &str = "MAPPED_LIBRARIES:";
 /// Parses a whole profile.
 pub fn parse(text: &str) -> Result<Profile, Error> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    // gperftools puts `%warn` lines before the header of a profile taken with sampling off.
     let (n, header) = lines
         .by_ref()
-        .find(|(_, l)| !l.trim().is_empty())
+        .find(|(_, l)| !l.trim().is_empty() && !l.starts_with('%'))
         .ok_or_else(|| err(1, "empty file: not a heap profile"))?;
     let (totals, kind, period) = parse_header(header).map_err(|m| err(n, m))?;
     let mut stacks = Vec::new();
@@ -306,6 +307,9 @@ mod tests {
             parse("heap profile:  1: 16 [ 1: 16] @ heapprofile\n 1: 16 [ 1: 16] @ 0x1\n").unwrap();
         assert_eq!((p.kind.as_str(), p.period), ("heapprofile", 1));
         assert!(p.mappings.is_empty());
+        let p = parse("%warn\n%warn sampling was off\nheap profile: 0: 0 [0: 0] @ heap_v2/0\n")
+            .unwrap();
+        assert_eq!((p.period, p.stacks.len()), (1, 0));
     }
 
     #[test]
@@ -361,6 +365,16 @@ mod tests {
             let e = parse(text).expect_err(text);
             assert_eq!(e.line, *line, "{text:?}: {e}");
             assert!(e.to_string().contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_parses_or_errs_without_panicking() {
+        for (i, _) in SAMPLE.char_indices() {
+            let _ = parse(&SAMPLE[..i]);
+            let mut mangled = SAMPLE.to_string();
+            mangled.replace_range(i..=i, "\u{fffd}");
+            let _ = parse(&mangled);
         }
     }
 

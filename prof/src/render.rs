@@ -20,7 +20,8 @@ pub fn folded(stacks: &[Resolved], pick: impl Fn(&Resolved) -> f64) -> Vec<(Stri
             continue;
         }
         let names: Vec<String> = s.frames.iter().rev().map(|f| clean(&f.function)).collect();
-        *merged.entry(names.join(";")).or_default() += bytes as u64;
+        let v = merged.entry(names.join(";")).or_default();
+        *v = v.saturating_add(bytes as u64);
     }
     merged.into_iter().collect()
 }

@@ -65,13 +65,25 @@ pub fn is_machinery(name: &str) -> bool {
     EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// Index of the call site in `frames` (innermost first): the first frame that is not
-/// machinery, or 0 when every frame is.
+/// Index of the call site in `frames` (innermost first): the frame after the last machinery
+/// frame that comes before the first known frame that is not machinery. Frames with no name
+/// (an allocator's stripped local functions) are passed over on the way, so that
+/// `[libtcmalloc.so+0x19bfc, tcmalloc::allocate_full_malloc_oom, leak, main]` gives `leak`,
+/// but `[malloc, libfoo.so+0x123, main]` gives the unnamed caller of malloc. With no machinery,
+/// or nothing after it, the innermost frame.
 pub fn call_site(frames: &[Frame]) -> usize {
-    frames
-        .iter()
-        .position(|f| !is_machinery(&f.function))
-        .unwrap_or(0)
+    let mut last_machinery = None;
+    for (i, f) in frames.iter().enumerate() {
+        if is_machinery(&f.function) {
+            last_machinery = Some(i);
+        } else if !f.unknown {
+            break;
+        }
+    }
+    match last_machinery {
+        Some(m) if m + 1 < frames.len() => m + 1,
+        _ => 0,
+    }
 }
 
 /// A call site with the in-use estimates of every stack that goes through it.
@@ -287,6 +299,19 @@ mod tests {
         assert_eq!(call_site(&stack(&["malloc"], 1.0).frames), 0);
         // Machinery further out (a callback from inside an allocator) does not matter.
         assert_eq!(call_site(&stack(&["leak_a", "malloc"], 1.0).frames), 0);
+        // Unnamed frames: passed over inside the allocator, kept as the caller of malloc.
+        let mut s = stack(
+            &["libtcmalloc.so+0x19bfc", "tcmalloc::x", "leak", "main"],
+            1.0,
+        );
+        s.frames[0].unknown = true;
+        assert_eq!(call_site(&s.frames), 2);
+        let mut s = stack(&["malloc", "libfoo.so+0x123", "main"], 1.0);
+        s.frames[1].unknown = true;
+        assert_eq!(call_site(&s.frames), 1);
+        let mut s = stack(&["libfoo.so+0x123", "main"], 1.0);
+        s.frames[0].unknown = true;
+        assert_eq!(call_site(&s.frames), 0);
     }
 
     #[test]

@@ -123,7 +123,8 @@ impl Symbolizer {
         let module = Path::new(&path)
             .file_name()
             .map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
-        let file_offset = addr - m.start + m.offset;
+        // Wrapping: a malformed profile may give any offset; the lookup then finds nothing.
+        let file_offset = (addr - m.start).wrapping_add(m.offset);
         let fallback = format!("{module}+{file_offset:#x}");
         if path.starts_with('[') {
             return unknown(fallback, Some(module));
@@ -206,7 +207,7 @@ impl ObjectInfo {
         self.loads
             .iter()
             .find(|(off, size, _)| (*off..off.saturating_add(*size)).contains(&file_offset))
-            .map(|(off, _, va)| file_offset - off + va)
+            .map(|(off, _, va)| (file_offset - off).wrapping_add(*va))
     }
 
     /// DWARF frames at `vaddr`, innermost first; empty without DWARF for it.
@@ -344,6 +345,15 @@ mod tests {
         assert_eq!(f.function, "libgone.so+0x3010");
         assert!(f.unknown);
         assert_eq!(s.problems.len(), 1);
+        // A nonsense offset does not overflow.
+        let mut s = Symbolizer::new(vec![Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            perms: "r-xp".into(),
+            offset: u64::MAX,
+            path: "/proc/self/exe".into(),
+        }]);
+        assert!(s.frames(0x1fff)[0].unknown);
     }
 
     #[test]
