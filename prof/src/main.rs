@@ -163,7 +163,7 @@ fn run(args: &Args) -> Result<(), String> {
     println!("mapalloc-prof: {shown}");
     print!("{}", report::render(&profile, &stacks, args.top));
     for p in &sym.problems {
-        println!("note: not symbolised: {p}");
+        println!("note: {p}");
     }
     println!(
         "\nwrote {}\n      {}\n      {}\n({} stacks, {} mappings, {:.2} s)",

@@ -57,6 +57,8 @@ pub struct Mapping {
     pub perms: String,
     /// File offset of `start`.
     pub offset: u64,
+    /// The file's inode number when it was mapped (0 when unknown).
+    pub inode: u64,
     /// The file (or `[vdso]`, `[heap]`...); empty for an anonymous mapping.
     pub path: String,
 }
@@ -221,7 +223,7 @@ fn parse_mapping(line: &str) -> Result<Mapping, String> {
     let perms = field()?;
     let offset = field()?;
     let _dev = field()?;
-    let _inode = field()?;
+    let inode = field()?.parse().unwrap_or(0);
     // The path is the rest of the line, spaces included (a file name may have them).
     let path = rest.trim().to_string();
     let (start, end) = range.split_once('-').ok_or_else(bad)?;
@@ -235,6 +237,7 @@ fn parse_mapping(line: &str) -> Result<Mapping, String> {
         end,
         perms: perms.to_string(),
         offset,
+        inode,
         path,
     })
 }
@@ -295,7 +298,7 @@ mod tests {
         assert_eq!(p.stacks[0].addrs, vec![0x401a2b, 0x401c00]);
         assert_eq!(p.stacks[1].counts.alloc_bytes, 6000);
         assert_eq!(p.mappings.len(), 4);
-        assert_eq!(p.mappings[1].offset, 0x1000);
+        assert_eq!((p.mappings[1].offset, p.mappings[1].inode), (0x1000, 123));
         assert_eq!(p.mappings[1].path, "/usr/bin/my prog");
         assert_eq!(p.mappings[2].path, "");
         assert_eq!(p.mappings[3].path, "[vdso]");

@@ -130,10 +130,17 @@ impl Symbolizer {
             return unknown(fallback, Some(module));
         }
         if !self.objects.contains_key(&path) {
+            if let Some(now) = changed_since(&path, m.inode) {
+                self.problems.push(format!(
+                    "{path} has changed since the profile was written (inode {} then, {now} \
+                     now): its names may be wrong",
+                    m.inode
+                ));
+            }
             let info = match ObjectInfo::open(&path) {
                 Ok(info) => Some(info),
                 Err(e) => {
-                    self.problems.push(format!("{path}: {e}"));
+                    self.problems.push(format!("{path}: not symbolised: {e}"));
                     None
                 }
             };
@@ -165,6 +172,14 @@ impl Symbolizer {
         }
         frames
     }
+}
+
+/// The file's inode now, when it is not the one the profile recorded (a rebuilt binary is a
+/// new file). Unknown inodes (0) are not compared.
+fn changed_since(path: &str, inode: u64) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let now = std::fs::metadata(path).ok()?.ino();
+    (inode != 0 && now != inode).then_some(now)
 }
 
 impl ObjectInfo {
@@ -338,6 +353,7 @@ mod tests {
             end: 0x2000,
             perms: "r-xp".into(),
             offset: 0x3000,
+            inode: 0,
             path: "/nonexistent/libgone.so".into(),
         }]);
         assert_eq!(s.frames(0x5000)[0].function, "0x5000");
@@ -351,9 +367,33 @@ mod tests {
             end: 0x2000,
             perms: "r-xp".into(),
             offset: u64::MAX,
+            inode: 0,
             path: "/proc/self/exe".into(),
         }]);
         assert!(s.frames(0x1fff)[0].unknown);
+    }
+
+    #[test]
+    fn a_replaced_file_is_noted() {
+        let dir = std::env::temp_dir().join(format!("mapalloc-prof-inode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib = dir.join("lib.so");
+        std::fs::write(&lib, "not elf").unwrap();
+        let mut s = Symbolizer::new(vec![Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            perms: "r-xp".into(),
+            offset: 0,
+            inode: 1,
+            path: lib.to_string_lossy().into_owned(),
+        }]);
+        s.frames(0x1001);
+        assert!(
+            s.problems[0].contains("has changed since"),
+            "{:?}",
+            s.problems
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
