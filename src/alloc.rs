@@ -350,12 +350,13 @@ unsafe fn base_realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
 /// the allocator's entry frame: the profile's stacks begin above it.
 mod modal {
     use super::*;
+    use crate::config::{MODE_PROF, MODE_STRICT};
     use crate::prof;
 
-    /// The block `p` of `size` bytes was just allocated: the profiler counts it.
+    /// The block `p` of `size` bytes was just allocated in mode `m`: the profiler counts it.
     #[inline(always)]
-    fn allocated(p: *mut u8, size: usize, marker: &u8) -> *mut u8 {
-        if !p.is_null() && config::profiling() {
+    fn allocated(m: u8, p: *mut u8, size: usize, marker: &u8) -> *mut u8 {
+        if m & MODE_PROF != 0 && !p.is_null() {
             prof::allocated(p, size, core::hint::black_box(marker) as *const u8 as usize);
         }
         p
@@ -364,49 +365,66 @@ mod modal {
     #[inline(never)]
     pub fn malloc(size: usize) -> *mut u8 {
         let marker = 0u8;
-        let p = if config::strict() {
+        let m = config::mode();
+        let p = if m & MODE_STRICT != 0 {
             strict::malloc(size)
         } else {
             base_malloc(size)
         };
-        allocated(p, size, &marker)
+        allocated(m, p, size, &marker)
     }
 
     #[inline(never)]
     pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
         let marker = 0u8;
-        let p = if config::strict() {
+        let m = config::mode();
+        let p = if m & MODE_STRICT != 0 {
             strict::malloc_aligned(size, align)
         } else {
             base_malloc_aligned(size, align)
         };
-        allocated(p, size, &marker)
+        allocated(m, p, size, &marker)
     }
 
     #[inline(never)]
     pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
         let marker = 0u8;
-        let p = if config::strict() {
+        let m = config::mode();
+        let p = if m & MODE_STRICT != 0 {
             strict::malloc_zeroed(size, align)
         } else {
             base_malloc_zeroed(size, align)
         };
-        allocated(p, size, &marker)
+        allocated(m, p, size, &marker)
     }
 
     /// # Safety
     /// As [`super::free`].
     #[inline(never)]
     pub unsafe fn free(p: *mut u8, size: usize) {
-        if !p.is_null() && config::profiling() {
-            prof::freeing(p);
+        let m = config::mode();
+        if m & MODE_STRICT != 0 {
+            if !p.is_null() && m & MODE_PROF != 0 {
+                prof::freeing(p);
+            }
+            // SAFETY: forwarded contract.
+            return unsafe { strict::free(p, size) };
         }
-        // SAFETY: forwarded contract.
-        unsafe {
-            if config::strict() {
-                strict::free(p, size)
-            } else {
-                base_free(p, size)
+        if p.is_null() {
+            return;
+        }
+        // Profiling on the default paths: one segment lookup serves the profiler's check
+        // and the free.
+        match segment::segment_of(p as usize) {
+            // SAFETY: `seg` contains `p`; forwarded contract.
+            Some(seg) => unsafe {
+                prof::freeing_in(seg, p);
+                heap::free(seg, p, size)
+            },
+            None => {
+                prof::freeing(p);
+                // SAFETY: forwarded contract.
+                unsafe { base_free(p, size) }
             }
         }
     }
@@ -419,23 +437,19 @@ mod modal {
     #[inline(never)]
     pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
         let marker = 0u8;
-        let profiling = config::profiling();
-        if profiling {
+        let m = config::mode();
+        if m & MODE_PROF != 0 {
             prof::freeing(p);
         }
         // SAFETY: forwarded contract.
         let q = unsafe {
-            if config::strict() {
+            if m & MODE_STRICT != 0 {
                 strict::realloc(p, size, align)
             } else {
                 base_realloc(p, size, align)
             }
         };
-        if profiling {
-            allocated(q, size, &marker)
-        } else {
-            q
-        }
+        allocated(m, q, size, &marker)
     }
 }
 

@@ -58,8 +58,8 @@ static STRICT_FIXED: AtomicBool = AtomicBool::new(false);
 static MODE: AtomicU8 = AtomicU8::new(MODE_UNDECIDED);
 /// The mode is a set of bits: none for the default paths.
 const MODE_DEFAULT: u8 = 0;
-const MODE_STRICT: u8 = 1;
-const MODE_PROF: u8 = 2;
+pub const MODE_STRICT: u8 = 1;
+pub const MODE_PROF: u8 = 2;
 const MODE_UNDECIDED: u8 = 0x80;
 
 /// `MAPALLOC_PROF`: off, sampling, or every allocation for the leak report.
@@ -142,6 +142,15 @@ pub fn plain() -> bool {
         MODE_DEFAULT => true,
         MODE_UNDECIDED => decide_mode() == MODE_DEFAULT,
         _ => false,
+    }
+}
+
+/// The mode's bits ([`MODE_STRICT`], [`MODE_PROF`]), decided on the first call.
+#[inline(always)]
+pub fn mode() -> u8 {
+    match MODE.load(Ordering::Acquire) {
+        MODE_UNDECIDED => decide_mode(),
+        m => m,
     }
 }
 

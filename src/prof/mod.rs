@@ -182,28 +182,44 @@ fn count(p: *mut u8, up: bool) {
     }
 }
 
-/// Whether `p` may be a sampled block: from its page's count, without a lookup.
-#[inline]
-fn maybe_sampled(p: *mut u8) -> bool {
-    match segment::segment_of(p as usize) {
-        // SAFETY: `seg` is a mapped segment of ours that contains `p`; the count is atomic.
-        Some(seg) => unsafe {
-            (*seg).pages[(*seg).page_index(p as usize)]
-                .prof_samples
-                .load(Relaxed)
-                != 0
-        },
-        None => LARGE_SAMPLED.load(Relaxed) != 0,
+/// Whether `p`, in segment `seg`, may be a sampled block: from its page's count.
+///
+/// # Safety
+/// `seg` is a mapped segment of ours that contains `p`.
+#[inline(always)]
+unsafe fn sampled_in(seg: *mut segment::Segment, p: *mut u8) -> bool {
+    // SAFETY: per the contract; the count is atomic.
+    unsafe {
+        (*seg).pages[(*seg).page_index(p as usize)]
+            .prof_samples
+            .load(Relaxed)
+            != 0
     }
 }
 
 /// The block `p` (not null) is about to be freed (or moved by `realloc`): forget its sample.
 #[inline]
 pub fn freeing(p: *mut u8) {
-    if !maybe_sampled(p) {
-        return;
+    let maybe = match segment::segment_of(p as usize) {
+        // SAFETY: `seg` contains `p`.
+        Some(seg) => unsafe { sampled_in(seg, p) },
+        None => LARGE_SAMPLED.load(Relaxed) != 0,
+    };
+    if maybe {
+        forget(p);
     }
-    forget(p);
+}
+
+/// [`freeing`] for a block whose segment the caller has looked up already.
+///
+/// # Safety
+/// `seg` is the segment of ours that contains `p` (from `segment::segment_of`).
+#[inline(always)]
+pub unsafe fn freeing_in(seg: *mut segment::Segment, p: *mut u8) {
+    // SAFETY: per the contract.
+    if unsafe { sampled_in(seg, p) } {
+        forget(p);
+    }
 }
 
 #[cold]
