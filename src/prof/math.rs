@@ -113,6 +113,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // 200,000 draws: minutes under Miri
     fn intervals_are_exponential_with_the_mean() {
         let mut rng = 0x1234_5678_9abc_def1u64;
         let n = 200_000;

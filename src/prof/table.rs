@@ -368,6 +368,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore)] // maps the tables
     fn insert_remove_and_counters() {
         let mut t = Tables::new();
         let a = [0x1000usize, 0x2000, 0x3000];
@@ -402,6 +403,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // maps the tables
     fn many_stacks_and_reinsert() {
         let mut t = Tables::new();
         for i in 0..5000usize {

@@ -238,6 +238,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // maps the tables, writes a file, reads /proc/self/maps
     fn profile_text() {
         let mut t = Tables::new();
         assert!(t.insert(0x1000, 100, &[0xaa, 0xbb]));
