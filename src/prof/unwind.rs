@@ -37,6 +37,10 @@ unsafe extern "C" {
     fn _Unwind_GetCFA(ctx: *mut UnwindContext) -> usize;
 }
 
+/// The ELF program header flag of an executable segment (the same on every ELF system; the
+/// `libc` crate names it only for some).
+const PF_X: u32 = 1;
+
 /// `_URC_NO_REASON`: go on; anything else stops the walk.
 const CONTINUE: c_int = 0;
 const STOP: c_int = 5;
@@ -117,7 +121,7 @@ unsafe extern "C" fn find_in(
     for i in 0..info.dlpi_phnum as usize {
         // SAFETY: `dlpi_phdr` has `dlpi_phnum` entries.
         let ph = unsafe { &*info.dlpi_phdr.add(i) };
-        if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_X == 0 {
+        if ph.p_type != libc::PT_LOAD || ph.p_flags & PF_X == 0 {
             continue;
         }
         let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
