@@ -47,7 +47,10 @@
 //! reaches the upper layers as one of the capabilities below or as one of these functions.
 //!
 //! # Capabilities the upper layers rely on
-//! - `purge` frees the pages at once and they read zero afterwards (both systems);
+//! - `purge` frees the pages at once and they read zero afterwards (both systems), locked
+//!   memory included (`mlockall`: on Linux `MADV_DONTNEED_LOCKED`, which keeps the range
+//!   locked, so that pages touched again are resident again; see `linux.rs`'s `purge_locked`
+//!   for kernels before 5.18);
 //! - `guard_markers()`: guards split no mapping (Linux 6.13+); when false, each guard costs
 //!   mappings against the budget (FreeBSD, older Linux);
 //! - `remap_to` may say no (always on FreeBSD): callers then copy;
