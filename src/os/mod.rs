@@ -70,6 +70,8 @@ mod freebsd_flags;
 mod linux;
 mod posix;
 mod report;
+#[cfg(test)]
+mod tests;
 
 #[cfg(target_os = "freebsd")]
 pub use freebsd::*;
