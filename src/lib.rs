@@ -37,7 +37,9 @@
 //! what the layer above must do after them goes up as a return value (`large::free` says when
 //! it cached a block, whose decay the heap schedules), and a segment's owning heap is an
 //! opaque `segment::Owner`. Only `os` calls `mmap`, `munmap`, `mprotect`, `madvise` and
-//! `mremap`.
+//! `mremap`, and only `os` names an operating system or an architecture (`os/arch` holds the
+//! processor's part: the TLS slot, the cheap clock, prefetches); what differs reaches the
+//! other layers as a named capability of its contract.
 //!
 //! # The rule of every path
 //! No path of the allocator allocates, formats, panics or unwinds: it runs inside `malloc`

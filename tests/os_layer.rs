@@ -239,3 +239,43 @@ fn g<'a>(s: &'a str) -> char {
     // The blanked text keeps every line.
     assert_eq!(blank_non_code(src).lines().count(), src.lines().count());
 }
+
+/// Issue 18: what differs between platforms reaches the upper layers through the OS layer's
+/// contract, so no code outside `src/os/` names an operating system or an architecture in a
+/// `cfg` (comments and strings are not code and may).
+#[test]
+fn only_the_os_layer_names_a_platform() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("cdylib/src"), &mut files);
+    let mut seen_in_os = false;
+    let mut violations = Vec::new();
+    for path in &files {
+        let name = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let code = blank_non_code(&fs::read_to_string(path).unwrap());
+        for (i, line) in code.lines().enumerate() {
+            // Not `target_env`: `config.rs` asks for glibc's `environ` with it (a C library,
+            // not a system or a processor).
+            for word in ["target_os", "target_arch", "target_family"] {
+                if line.contains(word) {
+                    if name.starts_with(OS_LAYER) {
+                        seen_in_os = true;
+                    } else {
+                        violations.push(format!("{name}:{}: {word}", i + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "only {OS_LAYER} may name a platform:\n{}",
+        violations.join("\n")
+    );
+    assert!(seen_in_os, "scanner found no platform name in {OS_LAYER}");
+}

@@ -32,10 +32,7 @@ macro_rules! trampoline {
         #[unsafe(no_mangle)]
         #[unsafe(naked)]
         pub unsafe extern "C" fn $name() {
-            #[cfg(target_arch = "x86_64")]
-            core::arch::naked_asm!("xor esi, esi", "jmp {f}", f = sym $target);
-            #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!("mov x1, #0", "b {f}", f = sym $target);
+            mapalloc::__tail_call_new!(zero_align, $target);
         }
     };
     ($name:ident, given_align, $target:ident) => {
@@ -44,10 +41,7 @@ macro_rules! trampoline {
         #[unsafe(no_mangle)]
         #[unsafe(naked)]
         pub unsafe extern "C" fn $name() {
-            #[cfg(target_arch = "x86_64")]
-            core::arch::naked_asm!("jmp {f}", f = sym $target);
-            #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!("b {f}", f = sym $target);
+            mapalloc::__tail_call_new!(keep_align, $target);
         }
     };
 }

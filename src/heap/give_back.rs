@@ -52,8 +52,11 @@ pub fn large_freed(now: u64) {
 /// Whether this slow-path call should check the purge deadline: something is waiting to be
 /// purged, and the last check was a while ago. The clock (`clock_gettime`, some 30
 /// instructions) costs more than the rest of a slow path that only retires an empty page, as
-/// in a malloc/free loop, so on x86-64 the time-stamp counter (one instruction) rations it to
-/// one read per [`CHECK_CYCLES`] cycles, and elsewhere to every [`PURGE_CHECK_EVERY`]th call.
+/// in a malloc/free loop, so the OS layer's cheap clock (one instruction: `os::cheap_clock`)
+/// rations it to one read per `os::cheap_ticks_per_check()` ticks, a few tenths of a
+/// millisecond, far below any purge delay worth setting. All it needs of that clock is that it
+/// rises; its unit does not matter. Where there is none (tests on other architectures), every
+/// [`PURGE_CHECK_EVERY`]th call checks.
 ///
 /// # Safety
 /// `h` is owned by the calling thread.
@@ -64,29 +67,21 @@ pub(super) unsafe fn purge_tick(h: *mut Heap) -> bool {
         if (*h).purge_due == 0 {
             return false;
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: rdtsc is available on every x86-64 processor and has no preconditions.
-            let t = core::arch::x86_64::_rdtsc();
-            if t.wrapping_sub((*h).last_check) < CHECK_CYCLES {
-                return false;
-            }
-            (*h).last_check = t;
-            true
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
+        let every = os::cheap_ticks_per_check();
+        if every == 0 {
             (*h).last_check = (*h).last_check.wrapping_add(1);
-            (*h).last_check % PURGE_CHECK_EVERY == 0
+            return (*h).last_check % PURGE_CHECK_EVERY == 0;
         }
+        let t = os::cheap_clock();
+        if t.wrapping_sub((*h).last_check) < every {
+            return false;
+        }
+        (*h).last_check = t;
+        true
     }
 }
 
-/// See [`purge_tick`]: about 0.3 ms at 3 GHz, far below any purge delay worth setting.
-#[cfg(target_arch = "x86_64")]
-const CHECK_CYCLES: u64 = 1 << 20;
 /// See [`purge_tick`].
-#[cfg(not(target_arch = "x86_64"))]
 const PURGE_CHECK_EVERY: u64 = 8;
 
 /// Purge this heap if its deadline has passed.

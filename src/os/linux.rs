@@ -62,7 +62,11 @@ pub fn map_aligned_exact(len: usize, align: usize) -> *mut u8 {
 }
 
 /// Give the physical pages of `[addr, addr+len)` back to the kernel (`MADV_DONTNEED`); the
-/// range stays mapped and reads as zero afterwards.
+/// range stays mapped, keeps its protections and guard markers, and reads as zero afterwards.
+///
+/// Locked memory (`mlock`, or `mlockall(MCL_CURRENT | MCL_FUTURE)`, as real-time and
+/// security-sensitive programs do) is refused by `MADV_DONTNEED` with `EINVAL`; see
+/// [`purge_locked`] for what is done then.
 ///
 /// # Safety
 /// The range must be memory mapped by this allocator that holds no live data.
@@ -74,9 +78,64 @@ pub unsafe fn purge(addr: *mut u8, len: usize) {
     // SAFETY: the caller guarantees the range is ours and holds nothing live.
     let r = unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) };
     if r != 0 {
-        fatal_errno("mapalloc: madvise failed unexpectedly", errno());
+        let e = errno();
+        if e != libc::EINVAL {
+            fatal_errno("mapalloc: madvise failed unexpectedly", e);
+        }
+        // SAFETY: forwarded contract.
+        unsafe { purge_locked(addr, len) };
     }
     set_errno(saved);
+}
+
+/// [`purge`] of a range `MADV_DONTNEED` refused with `EINVAL`, which for a page-aligned range
+/// of our own mappings means that some of it is locked (`VM_LOCKED`).
+///
+/// First `MADV_DONTNEED_LOCKED` (Linux 5.18+), made for this: the pages are freed at once and
+/// read zero, protections and guard markers stay, and the range stays locked, so a page
+/// touched later is faulted in and locked again (the program asked for locked memory, and
+/// gets it wherever it uses memory). Before Linux 5.18, the range is replaced by a fresh
+/// read-write anonymous mapping (`mmap(MAP_FIXED)`, as the purge on FreeBSD does): the old
+/// pages are freed and the range reads zero; under `MCL_FUTURE` the kernel locks the new
+/// mapping and faults it in at once, so the memory stays resident (zeroed), as locked memory
+/// must; under `MCL_CURRENT` alone it is no longer locked. That fallback has the FreeBSD
+/// purge's known gap: a `PROT_NONE` part of the range (strict mode's tail guards, made with
+/// `mprotect` because guard markers are refused in locked mappings too) becomes accessible.
+///
+/// # Safety
+/// As for [`purge`].
+#[cold]
+unsafe fn purge_locked(addr: *mut u8, len: usize) {
+    SYSCALLS.madvise.fetch_add(1, Relaxed);
+    // SAFETY: the caller guarantees the range is ours and holds nothing live.
+    if unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED_LOCKED) } == 0 {
+        return;
+    }
+    let e = errno();
+    if e != libc::EINVAL {
+        fatal_errno(
+            "mapalloc: madvise(MADV_DONTNEED_LOCKED) failed unexpectedly",
+            e,
+        );
+    }
+    SYSCALLS.mmap.fetch_add(1, Relaxed);
+    // SAFETY: as above; MAP_FIXED replaces only the caller's range, which is ours.
+    let p = unsafe {
+        libc::mmap(
+            addr.cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        fatal_errno(
+            "mapalloc: mmap(MAP_FIXED) purge of locked memory failed",
+            errno(),
+        );
+    }
 }
 
 /// Whether `process_madvise(PIDFD_SELF, ..., MADV_DONTNEED)` works: unknown, yes, or no.
@@ -118,6 +177,8 @@ pub(super) unsafe fn purge_vectored(ranges: &[libc::iovec]) -> bool {
     let r = unsafe { madvise_ranges(ranges, libc::MADV_DONTNEED) };
     if r < 0 && !matches!(errno(), libc::ENOMEM | libc::EAGAIN | libc::EINTR) {
         // ENOSYS, EBADF (no PIDFD_SELF), EINVAL or EPERM (advice not allowed): older kernels.
+        // EINVAL is also the answer for locked memory (see `purge_locked`): the vectored path
+        // is then given up too, and `purge` handles each range, locked or not.
         VECTORED_PURGE.store(MARKERS_NO, Relaxed);
     }
     set_errno(saved);

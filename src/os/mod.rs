@@ -36,12 +36,31 @@
 //!   arithmetic, built and tested on Linux too.
 //! - `report.rs`: messages and reports (`write`, `fcntl`, `fstat`, `open`), and the private
 //!   copy of stderr they fall back to when the program has closed fd 2.
+//! - `arch/`: what the processor gives without the kernel, the only code that names an
+//!   architecture (`x86_64.rs`, `aarch64.rs`; `fallback.rs` for tests elsewhere and Miri):
+//!   the thread's slot [`tls_get`]/[`tls_set`] (initial-exec TLS), the cheap clock
+//!   [`cheap_clock`] with [`cheap_ticks_per_check`], [`prefetch`], [`opaque`], [`Chunk16`],
+//!   and the body of the cdylib's `operator new` trampolines (`__tail_call_new!`). Its module
+//!   doc states what each promises.
+//!
+//! No module outside this folder names an operating system or an architecture: what differs
+//! reaches the upper layers as one of the capabilities below or as one of these functions.
 //!
 //! # Capabilities the upper layers rely on
-//! - `purge` frees the pages at once and they read zero afterwards (both systems);
+//! - `purge` frees the pages at once and they read zero afterwards (both systems), locked
+//!   memory included (`mlockall`: on Linux `MADV_DONTNEED_LOCKED`, which keeps the range
+//!   locked, so that pages touched again are resident again; see `linux.rs`'s `purge_locked`
+//!   for kernels before 5.18);
 //! - `guard_markers()`: guards split no mapping (Linux 6.13+); when false, each guard costs
 //!   mappings against the budget (FreeBSD, older Linux);
-//! - `remap_to` may say no (always on FreeBSD): callers then copy.
+//! - `remap_to` may say no (always on FreeBSD): callers then copy;
+//! - `cheap_ticks_per_check()` is 0 where there is no cheap clock (only tests on other
+//!   architectures): callers then ration by call count;
+//! - the OS page size is whatever [`page_size`] says at run time (4, 16 or 64 KiB), never a
+//!   constant.
+
+mod arch;
+pub use arch::*;
 
 #[cfg(target_os = "freebsd")]
 mod freebsd;
@@ -51,6 +70,8 @@ mod freebsd_flags;
 mod linux;
 mod posix;
 mod report;
+#[cfg(test)]
+mod tests;
 
 #[cfg(target_os = "freebsd")]
 pub use freebsd::*;

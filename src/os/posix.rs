@@ -58,13 +58,70 @@ pub fn page_size() -> usize {
 
 #[cold]
 fn page_size_slow() -> usize {
+    let ps = kernel_page_size();
+    #[cfg(test)]
+    let ps = test_page_size(ps);
+    PAGE_SIZE.store(ps, Relaxed);
+    ps
+}
+
+/// The kernel's page size, `sysconf(_SC_PAGESIZE)`.
+fn kernel_page_size() -> usize {
     // SAFETY: sysconf has no preconditions and does not allocate.
     let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if ps <= 0 || (ps as usize) & (ps as usize - 1) != 0 {
         fatal("mapalloc: sysconf(_SC_PAGESIZE) gave no usable page size");
     }
-    PAGE_SIZE.store(ps as usize, Relaxed);
     ps as usize
+}
+
+/// Unit tests only (`cargo test --lib`): `MAPALLOC_TEST_PAGE_SIZE=65536` makes the whole
+/// crate see a larger OS page than the kernel's, as on an arm64 or ppc64 kernel built with
+/// 64 KiB pages. That is sound on a 4 KiB kernel because every range the crate hands to
+/// `mmap`, `mprotect`, `madvise` or `munmap` is then a multiple of the larger page, which the
+/// kernel takes as a run of its own pages, and [`map`] aligns its mappings to the larger
+/// page (see `map_test_page_aligned`). It shows that no layer assumes 4 KiB (layouts,
+/// guards, rounding, the segment and large-block arithmetic); it cannot show what only a
+/// real 64 KiB kernel does (faults, fault-around and resident sizes in 64 KiB units, where a
+/// 4 KiB write dirties a whole page). A size that is not a power of two multiple of the
+/// kernel's page is refused.
+#[cfg(test)]
+fn test_page_size(kernel: usize) -> usize {
+    let Some(v) = std::env::var_os("MAPALLOC_TEST_PAGE_SIZE") else {
+        return kernel;
+    };
+    let ps: usize = v
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .expect("MAPALLOC_TEST_PAGE_SIZE: a number of bytes");
+    assert!(
+        ps.is_power_of_two() && ps >= kernel,
+        "MAPALLOC_TEST_PAGE_SIZE={ps}: a power of two, at least the kernel's page ({kernel})"
+    );
+    ps
+}
+
+/// [`map`] when the test page size is larger than the kernel's: `len` bytes at an address
+/// aligned to the test page, the slack around it unmapped.
+#[cfg(test)]
+fn map_test_page_aligned(len: usize, rw: bool) -> *mut u8 {
+    let (ps, kernel) = (page_size(), kernel_page_size());
+    let raw = map_kernel_aligned(len + ps - kernel, rw);
+    if raw.is_null() {
+        return raw;
+    }
+    let start = (raw as usize + ps - 1) & !(ps - 1);
+    let (head, tail) = (start - raw as usize, ps - kernel - (start - raw as usize));
+    // SAFETY: the slack before and after the aligned part is our fresh, unused mapping.
+    unsafe {
+        if head != 0 && libc::munmap(raw.cast(), head) != 0 {
+            fatal("mapalloc: munmap of test alignment slack failed");
+        }
+        if tail != 0 && libc::munmap((start + len) as *mut libc::c_void, tail) != 0 {
+            fatal("mapalloc: munmap of test alignment slack failed");
+        }
+    }
+    start as *mut u8
 }
 
 /// Round `n` up to a multiple of the OS page size; `None` on overflow.
@@ -100,6 +157,15 @@ pub fn map(len: usize, rw: bool) -> *mut u8 {
         len != 0 && len % page_size() == 0,
         "os: length not page-granular"
     );
+    #[cfg(test)]
+    if page_size() != kernel_page_size() {
+        return map_test_page_aligned(len, rw);
+    }
+    map_kernel_aligned(len, rw)
+}
+
+/// [`map`] at whatever address the kernel chooses (aligned to the kernel's page).
+fn map_kernel_aligned(len: usize, rw: bool) -> *mut u8 {
     let prot = if rw {
         libc::PROT_READ | libc::PROT_WRITE
     } else {

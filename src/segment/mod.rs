@@ -565,15 +565,17 @@ impl Segment {
     /// follows the page's block area already (the end guard, or an interior guard this
     /// segment has); `Some((addr, true))` for the last OS page of the block area, which the
     /// blocks then leave alone (`page_tail`); `Some((addr, false))` for the unused slot after
-    /// a page that ends a stride of a segment without interior guards (the budget was
-    /// spent), which costs the page nothing.
+    /// a page whose blocks end at a stride's guard slot in a segment without interior guards
+    /// (the budget was spent), which costs the page nothing. The blocks end at the slot for
+    /// the page that ends a stride, and also, with OS pages as large as a page of this kind
+    /// (64 KiB), for the page before it: the slot then took that last page whole.
     pub fn tail_guard(&self, i: usize) -> Option<(usize, bool)> {
-        let end = (i + 1) << self.page_shift;
-        let stride_end = end % GUARD_STRIDE == 0 && os::HARDENED;
         let (lo, hi) = self.page_bounds(i);
-        if hi == lo || (stride_end && (end >= SEGMENT_SIZE || self.interior != INTERIOR_NONE)) {
+        let to_slot = hi - (self as *const Segment as usize) + interior_slot();
+        let at_slot = os::HARDENED && to_slot % GUARD_STRIDE == 0;
+        if hi == lo || (at_slot && (to_slot >= SEGMENT_SIZE || self.interior != INTERIOR_NONE)) {
             None
-        } else if stride_end {
+        } else if at_slot {
             Some((hi, false))
         } else {
             Some((hi - os::page_size(), true))

@@ -137,13 +137,8 @@ pub(super) unsafe fn write_canary_fresh(p: *mut u8, bs: usize, n: usize) {
 
 /// `x`, hidden from the optimiser: it cannot branch on a value it knows nothing of.
 #[inline(always)]
-pub(super) fn opaque(mut x: usize) -> usize {
-    #[cfg(all(not(miri), any(target_arch = "x86_64", target_arch = "aarch64")))]
-    // SAFETY: an empty instruction sequence that leaves the register as it is.
-    unsafe {
-        core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
-    }
-    x
+pub(super) fn opaque(x: usize) -> usize {
+    os::opaque(x)
 }
 
 /// The 16-byte canary window of a block of `bs` bytes with slack `s` (1..=254): its offset,
@@ -288,10 +283,7 @@ pub(super) unsafe fn clear_big(p: *mut u8, bs: usize, n: usize) {
 #[inline(always)]
 pub(super) unsafe fn zero_small(p: *mut u8, len: usize) {
     debug_assert!(len % 16 == 0 && (16..=64).contains(&len) && p as usize % 16 == 0);
-    #[cfg(target_arch = "x86_64")]
-    type Chunk = core::arch::x86_64::__m128i;
-    #[cfg(not(target_arch = "x86_64"))]
-    type Chunk = u128;
+    type Chunk = os::Chunk16;
     // SAFETY: all-zero bits are a valid value of either type.
     let zero: Chunk = unsafe { core::mem::zeroed() };
     // SAFETY: per the contract, every store lies in [p, p + len) and is 16-byte aligned.

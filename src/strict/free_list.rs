@@ -41,10 +41,8 @@ pub(super) unsafe fn pop(page: *mut Page) -> *mut u8 {
         (b as *mut usize).write(0);
         // The free list runs in random order and through the quarantine, so the next block
         // is rarely in cache: start loading it now.
-        #[cfg(target_arch = "x86_64")]
         if next != 0 {
-            // SAFETY: a prefetch never faults.
-            core::arch::x86_64::_mm_prefetch(next as *const i8, core::arch::x86_64::_MM_HINT_T0);
+            os::prefetch(next as *const u8);
         }
         b as *mut u8
     }

@@ -64,13 +64,8 @@ pub(super) unsafe fn quarantine(h: *mut Heap, page: *mut Page, b: usize, bs: usi
         // The blocks leave in order and were last touched long ago: start loading the one
         // that leaves a few frees from now (its link is written then), and its page's
         // descriptor.
-        #[cfg(target_arch = "x86_64")]
-        {
-            use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            // SAFETY: a prefetch never faults.
-            _mm_prefetch(q.ring[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
-            _mm_prefetch(q.pages[(i + 8) & MASK] as *const i8, _MM_HINT_T0);
-        }
+        os::prefetch(q.ring[(i + 8) & MASK] as *const u8);
+        os::prefetch(q.pages[(i + 8) & MASK] as *const u8);
         if old != 0 {
             release_block(h, old_page, old);
         }
