@@ -7,6 +7,7 @@ use super::*;
 /// `MAPALLOC_TEST_PAGE_SIZE`, a larger page than the kernel's), and guards, purges and
 /// unmappings of whole pages work on them.
 #[test]
+#[cfg_attr(miri, ignore = "raw syscalls")]
 fn mappings_follow_the_page_size() {
     let ps = page_size();
     if let Some(v) = std::env::var_os("MAPALLOC_TEST_PAGE_SIZE") {
