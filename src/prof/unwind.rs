@@ -58,6 +58,10 @@ struct Walk {
     own_hi: usize,
 }
 
+/// The unwinder's callback, one call per frame.
+///
+/// # Safety
+/// `ctx` is the unwinder's context of the frame and `arg` the `Walk` that [`capture`] passed.
 unsafe extern "C" fn step(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Walk` that `capture` passed, alive for the whole walk; `ctx` is
     // the unwinder's context for this frame.
@@ -107,6 +111,10 @@ pub fn capture(marker: usize, out: &mut [usize; MAX_FRAMES]) -> usize {
     w.n
 }
 
+/// `dl_iterate_phdr`'s callback: records the executable range of the object holding `arg`.
+///
+/// # Safety
+/// `info` is the loader's record of one loaded object, valid for the call.
 unsafe extern "C" fn find_in(
     info: *mut libc::dl_phdr_info,
     _size: usize,
