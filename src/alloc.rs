@@ -363,40 +363,44 @@ mod modal {
         p
     }
 
+    /// One allocation in mode `m`: strict mode's path or the default one, then the profiler.
+    #[inline(always)]
+    fn alloc_in(
+        m: u8,
+        size: usize,
+        marker: &u8,
+        strict_path: impl FnOnce() -> *mut u8,
+        base_path: impl FnOnce() -> *mut u8,
+    ) -> *mut u8 {
+        let p = if m & MODE_STRICT != 0 {
+            strict_path()
+        } else {
+            base_path()
+        };
+        allocated(m, p, size, marker)
+    }
+
     #[inline(never)]
     pub fn malloc(size: usize) -> *mut u8 {
         let marker = 0u8;
-        let m = config::mode();
-        let p = if m & MODE_STRICT != 0 {
-            strict::malloc(size)
-        } else {
-            base_malloc(size)
-        };
-        allocated(m, p, size, &marker)
+        let (strict_path, base_path) = (|| strict::malloc(size), || base_malloc(size));
+        alloc_in(config::mode(), size, &marker, strict_path, base_path)
     }
 
     #[inline(never)]
     pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
         let marker = 0u8;
-        let m = config::mode();
-        let p = if m & MODE_STRICT != 0 {
-            strict::malloc_aligned(size, align)
-        } else {
-            base_malloc_aligned(size, align)
-        };
-        allocated(m, p, size, &marker)
+        let strict_path = || strict::malloc_aligned(size, align);
+        let base_path = || base_malloc_aligned(size, align);
+        alloc_in(config::mode(), size, &marker, strict_path, base_path)
     }
 
     #[inline(never)]
     pub fn malloc_zeroed(size: usize, align: usize) -> *mut u8 {
         let marker = 0u8;
-        let m = config::mode();
-        let p = if m & MODE_STRICT != 0 {
-            strict::malloc_zeroed(size, align)
-        } else {
-            base_malloc_zeroed(size, align)
-        };
-        allocated(m, p, size, &marker)
+        let strict_path = || strict::malloc_zeroed(size, align);
+        let base_path = || base_malloc_zeroed(size, align);
+        alloc_in(config::mode(), size, &marker, strict_path, base_path)
     }
 
     /// # Safety

@@ -95,16 +95,6 @@ pub fn prefetch(p: *const u8) {
     }
 }
 
-/// `x`, hidden from the optimiser: it cannot branch on a value it knows nothing of.
-#[inline(always)]
-pub fn opaque(mut x: usize) -> usize {
-    // SAFETY: an empty instruction sequence that leaves the register as it is.
-    unsafe {
-        core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
-    }
-    x
-}
-
 /// A 16-byte NEON register: a volatile write of it is one `str q`.
 pub type Chunk16 = core::arch::aarch64::uint8x16_t;
 

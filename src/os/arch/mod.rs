@@ -31,6 +31,18 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 pub use x86_64::*;
 
+/// `x`, hidden from the optimiser: it cannot branch on a value it knows nothing of. The same
+/// empty `asm!` statement on every architecture that has inline assembly here.
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri)))]
+#[inline(always)]
+pub fn opaque(mut x: usize) -> usize {
+    // SAFETY: an empty instruction sequence that leaves the register as it is.
+    unsafe {
+        core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
+    }
+    x
+}
+
 #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri))))]
 mod fallback;
 #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri))))]

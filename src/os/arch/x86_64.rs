@@ -71,16 +71,6 @@ pub fn prefetch(p: *const u8) {
     unsafe { _mm_prefetch(p as *const i8, _MM_HINT_T0) };
 }
 
-/// `x`, hidden from the optimiser: it cannot branch on a value it knows nothing of.
-#[inline(always)]
-pub fn opaque(mut x: usize) -> usize {
-    // SAFETY: an empty instruction sequence that leaves the register as it is.
-    unsafe {
-        core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
-    }
-    x
-}
-
 /// A 16-byte SSE register: a volatile write of it is one `movaps`/`movups`.
 pub type Chunk16 = core::arch::x86_64::__m128i;
 
