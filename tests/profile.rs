@@ -24,10 +24,7 @@ fn program() -> &'static Path {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = bin_dir().join(format!("{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).expect("create scratch dir");
-    d
+    common::preload::scratch(&bin_dir(), name)
 }
 
 /// Run the program with `args` and `env`; returns its stdout and stderr, asserting success.

@@ -23,10 +23,7 @@ fn program() -> &'static Path {
 
 /// A fresh, empty directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    let d = bin_dir().join(format!("{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).expect("create scratch dir");
-    d
+    common::preload::scratch(&bin_dir(), name)
 }
 
 fn text(b: &[u8]) -> String {

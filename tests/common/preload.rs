@@ -81,6 +81,14 @@ pub fn compile_c(src: &str, dir: &Path) -> PathBuf {
     out
 }
 
+/// A fresh, empty directory `<parent>/<name>-<pid>` for one test's files.
+pub fn scratch(parent: &Path, name: &str) -> PathBuf {
+    let d = parent.join(format!("{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
 /// Runs `bin` under the preload with `env` added, killed after TIMEOUT.
 pub fn run(bin: &Path, env: &[(&str, &str)]) -> Output {
     run_args(bin, &[], env)
