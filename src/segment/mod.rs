@@ -144,37 +144,42 @@ const _: () = assert!(SEGMENT_SIZE % GUARD_STRIDE == 0);
 
 /// A page descriptor: the metadata of one page (a run of memory holding blocks of one class).
 /// Fields without atomics are touched only by the owning thread.
-#[repr(C)]
+///
+/// The fields sit on three cache lines by who writes them, so that a remote free does not
+/// take the owner's line away from it (measured on `benches/compare`'s larson with two
+/// threads: with one line, the remote freer's CAS on `thread_free` spent most of its time
+/// fetching the line the owner had just written `free` and `used` on):
+/// 1. set when the page is handed out, then read by every thread (`heap`, `block_size`, ...);
+/// 2. written by the owner on every allocation and free (`free`, `used`, the queue links);
+/// 3. written by the other threads' frees (`thread_free`, `full_state`, `notify_next`).
+#[repr(C, align(64))]
 pub struct Page {
+    // Line 1: read by every thread.
+    /// Owning heap.
+    pub heap: AtomicPtr<Owner>,
+    /// Address of the first block.
+    pub start: *mut u8,
+    /// Blocks the page can hold.
+    pub capacity: u32,
+    pub block_size: u32,
+    pub class: u8,
+    pub in_use: bool,
+    /// Sampled blocks of the heap profile on this page (see `prof`; saturates, any thread).
+    pub prof_samples: core::sync::atomic::AtomicU16,
+    _line1: [u8; 36],
+    // Line 2: the owner's.
     /// Local free list (owner only).
     pub free: *mut Block,
     /// Blocks handed out and not yet returned to `free` (remote frees still count until the
     /// owner collects them).
     pub used: u32,
-    /// Blocks the page can hold.
-    pub capacity: u32,
     /// Blocks carved so far (the rest of the page has never been touched).
     pub built: u32,
-    pub block_size: u32,
-    pub class: u8,
-    pub in_use: bool,
     /// The page's memory may be resident: it was used since the segment was mapped or since
     /// it was last purged (owner only).
     pub dirty: bool,
     /// On the heap's full list rather than its class queue (owner only).
     pub in_full: bool,
-    /// See `remote`: NOT_FULL, FULL or NOTIFIED.
-    pub full_state: SyncU8,
-    /// Sampled blocks of the heap profile on this page (see `prof`; saturates, any thread).
-    pub prof_samples: core::sync::atomic::AtomicU16,
-    /// Address of the first block.
-    pub start: *mut u8,
-    /// Owning heap.
-    pub heap: AtomicPtr<Owner>,
-    /// Blocks freed by other threads, collected by the owner.
-    pub thread_free: SyncPtr<Block>,
-    /// Link in the owner's notify stack.
-    pub notify_next: SyncPtr<Page>,
     /// Links in the heap's class queue or full list, or the segment's free-page stack.
     pub next: *mut Page,
     pub prev: *mut Page,
@@ -182,7 +187,24 @@ pub struct Page {
     pub freed_at: u64,
     /// Strict mode's free list (links encoded, see `strict`); `free` stays null then.
     pub strict_free: *mut Block,
+    _line2: [u8; 8],
+    // Line 3: written by the other threads.
+    /// Blocks freed by other threads, collected by the owner.
+    pub thread_free: SyncPtr<Block>,
+    /// Link in the owner's notify stack.
+    pub notify_next: SyncPtr<Page>,
+    /// See `remote`: NOT_FULL, FULL or NOTIFIED.
+    pub full_state: SyncU8,
 }
+
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(Page, free) == 64);
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(Page, strict_free) < 128);
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(Page, thread_free) == 128);
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::size_of::<Page>() == 192);
 
 /// The segment header, at the base of every segment.
 #[repr(C)]
