@@ -55,6 +55,26 @@ pub unsafe fn push_block(list: &AtomicPtr<Block>, b: *mut Block, mask: usize) {
     }
 }
 
+/// Push a chain of freed blocks, `head` to `tail` already linked through their first words
+/// (plain links: the default mode's), on a remote-free list with one CAS: how a thread hands
+/// over the blocks of one page it batched (see `heap::free::free_remote`).
+///
+/// # Safety
+/// `head` to `tail` is a chain of blocks the caller may write and that no one else uses;
+/// `tail`'s link is overwritten.
+#[inline]
+pub unsafe fn push_chain(list: &AtomicPtr<Block>, head: *mut Block, tail: *mut Block) {
+    let mut old = list.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the caller owns the chain until the CAS publishes it.
+        unsafe { (*tail).next = old };
+        match list.compare_exchange_weak(old, head, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(cur) => old = cur,
+        }
+    }
+}
+
 /// Take the whole remote-free list (owner only). The links were published by the pushers'
 /// CAS, which this swap acquires.
 #[inline]

@@ -46,8 +46,8 @@ fn walk(mut b: *mut Block, out: &mut Vec<usize>) {
     }
 }
 
-/// A remote free as `heap::free_remote` does it: push the block, then notify if the page was
-/// full.
+/// A remote free as `heap::free::notify_owner` completes it (after a push of one block or of
+/// a batch): push, then notify if the page was full.
 fn remote_free(page: &Arc<Page>, stack: &AtomicPtr<Page>, b: usize) {
     // SAFETY: the block is the calling thread's to free; the page outlives the model.
     unsafe {
@@ -83,6 +83,54 @@ fn remote_free_push_and_collect() {
             p.join().unwrap();
         }
         walk(remote::take_blocks(&page.thread_free), &mut got);
+        got.sort();
+        let mut want = bs.clone();
+        want.sort();
+        assert_eq!(got, want);
+        for b in bs {
+            // SAFETY: boxes made by `blocks`, freed once.
+            drop(unsafe { Box::from_raw(b as *mut Block) });
+        }
+    });
+}
+
+/// A batched remote free (`heap::free::flush_remote`: a chain linked by its thread, then one
+/// `push_chain`) racing with a single push and the owner's collection: every block is
+/// collected exactly once, and the chain arrives whole.
+#[test]
+fn remote_chain_push_and_collect() {
+    loom::model(|| {
+        let page = Arc::new(Page::new());
+        let bs = blocks(3);
+        let chain = {
+            let page = page.clone();
+            let (head, tail) = (bs[0], bs[1]);
+            thread::spawn(move || {
+                // SAFETY: the two blocks are this thread's; it links them, then publishes them.
+                unsafe {
+                    (*(head as *mut Block)).next = tail as *mut Block;
+                    remote::push_chain(&page.thread_free, head as *mut Block, tail as *mut Block);
+                }
+            })
+        };
+        let single = {
+            let page = page.clone();
+            let b = bs[2];
+            // SAFETY: the block is pushed by this thread only.
+            thread::spawn(move || unsafe {
+                remote::push_block(&page.thread_free, b as *mut Block, 0)
+            })
+        };
+        let mut got = Vec::new();
+        walk(remote::take_blocks(&page.thread_free), &mut got);
+        chain.join().unwrap();
+        single.join().unwrap();
+        walk(remote::take_blocks(&page.thread_free), &mut got);
+        let at = got
+            .iter()
+            .position(|&b| b == bs[0])
+            .expect("chain head collected");
+        assert_eq!(got.get(at + 1), Some(&bs[1]), "the chain arrives whole");
         got.sort();
         let mut want = bs.clone();
         want.sort();

@@ -39,7 +39,7 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
                 free_slow(h, page);
             }
         } else {
-            free_remote(h, page, b, 0);
+            free_remote(h, page, b);
         }
     }
 }
@@ -210,25 +210,115 @@ pub(super) unsafe fn give_back_quiet(h: *mut Heap, page: *mut Page, now: u64) {
     }
 }
 
-/// Hand block `b` of `page` back to the page's owner (one CAS on its remote-free list), its
-/// link stored XORed with `mask` (see `remote::push_block`; strict mode encodes it), and count
-/// the free in this thread's heap `h` (or, without one, in [`HEAPLESS_FREES`]).
+/// Most remote frees a heap batches for one page before it hands them over.
+const PEND_MAX: u32 = 64;
+
+/// Hand block `b` of `page` back to the page's owner, and count the free in this thread's heap
+/// `h` (or, without one, in [`HEAPLESS_FREES`]).
+///
+/// A thread with a heap batches its remote frees: consecutive frees to one page are linked
+/// into a chain in the heap (plain stores to blocks the thread has just given up), which goes
+/// to the page's remote-free list with one CAS when a free goes to another page, when it holds
+/// [`PEND_MAX`] blocks, and whenever the thread takes its allocation slow path, trims or exits
+/// ([`flush_remote`]). So a producer/consumer pair pays one CAS and one `SeqCst` fence per
+/// batch instead of per block, and a thread never sits on more than one batch. The blocks
+/// keep their live bits until the owner collects them, as a pushed block does: a second free
+/// of one is caught there (`collect`). Threads without a heap push each block at once.
 ///
 /// # Safety
 /// `b` is a live block of `page` (its bitmap bit is set) that the caller gives up; `h` is this
 /// thread's heap or a sentinel at or below `DONE`, and does not own the page.
 #[inline(never)]
-pub(crate) unsafe fn free_remote(h: *mut Heap, page: *mut Page, b: *mut Block, mask: usize) {
+pub(crate) unsafe fn free_remote(h: *mut Heap, page: *mut Page, b: *mut Block) {
     // SAFETY: per the contract; the page and its heap stay mapped for ever.
     unsafe {
-        let cls = slot((*page).class as usize);
-        if h as usize > DONE as usize {
-            bump(&(*h).frees[cls], 1);
-            bump(&(*h).remote_out[cls], 1);
-        } else {
-            HEAPLESS_FREES[cls].fetch_add(1, Ordering::Relaxed);
+        if !count_remote(h, page) {
+            remote::push_block(&(*page).thread_free, b, 0);
+            notify_owner(page);
+            return;
         }
+        if (*h).pend_page != page || (*h).pend_count >= PEND_MAX {
+            flush_remote(h);
+            (*h).pend_page = page;
+            (*h).pend_tail = b;
+        }
+        (*b).next = (*h).pend_head;
+        (*h).pend_head = b;
+        (*h).pend_count += 1;
+    }
+}
+
+/// [`free_remote`] for strict mode, unbatched: the block goes to the page's remote-free list at
+/// once, its link stored XORed with `mask` (see `remote::push_block`), so that the owner can
+/// splice the list into its encoded free list whole.
+///
+/// # Safety
+/// As for [`free_remote`].
+pub(crate) unsafe fn free_remote_encoded(
+    h: *mut Heap,
+    page: *mut Page,
+    b: *mut Block,
+    mask: usize,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        count_remote(h, page);
         remote::push_block(&(*page).thread_free, b, mask);
+        notify_owner(page);
+    }
+}
+
+/// Count a remote free of a block of `page` in `h`, or in [`HEAPLESS_FREES`] when the thread
+/// has no heap (false then).
+///
+/// # Safety
+/// As for [`free_remote`].
+#[inline(always)]
+unsafe fn count_remote(h: *mut Heap, page: *mut Page) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let cls = slot((*page).class as usize);
+        if h as usize <= DONE as usize {
+            HEAPLESS_FREES[cls].fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        bump(&(*h).frees[cls], 1);
+        bump(&(*h).remote_out[cls], 1);
+        true
+    }
+}
+
+/// Hand the remote frees `h` batched (see [`free_remote`]) to their page's owner.
+///
+/// # Safety
+/// The calling thread owns `h` (or holds it locked).
+#[inline]
+pub(crate) unsafe fn flush_remote(h: *mut Heap) {
+    // SAFETY: per the contract; the batch's blocks were given up by this thread.
+    unsafe {
+        let head = (*h).pend_head;
+        if head.is_null() {
+            return;
+        }
+        let page = (*h).pend_page;
+        remote::push_chain(&(*page).thread_free, head, (*h).pend_tail);
+        (*h).pend_head = ptr::null_mut();
+        (*h).pend_tail = ptr::null_mut();
+        (*h).pend_page = ptr::null_mut();
+        (*h).pend_count = 0;
+        notify_owner(page);
+    }
+}
+
+/// After a push on `page`'s remote-free list: notify its owner if the page is on its full
+/// list (see `remote`).
+///
+/// # Safety
+/// `page` is a page descriptor of ours.
+#[inline]
+unsafe fn notify_owner(page: *mut Page) {
+    // SAFETY: descriptors and heaps stay mapped for ever.
+    unsafe {
         if remote::remote_should_notify(&(*page).full_state) {
             let owner = (*page).heap.load(Ordering::Acquire).cast::<Heap>();
             remote::push_notify(&(*owner).notify, page, &(*page).notify_next);

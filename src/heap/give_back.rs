@@ -257,6 +257,7 @@ pub(super) unsafe fn trim_heap(h: *mut Heap, now: u64) -> usize {
     // SAFETY: per the contract, `h` and its pages are ours to manage.
     unsafe {
         crate::strict::flush_quarantine(h);
+        flush_remote(h);
         drain_notify(h);
         for c in 0..NUM_CLASSES {
             let mut page = (*h).queues[slot(c)].first;

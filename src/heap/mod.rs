@@ -126,6 +126,12 @@ pub struct Heap {
     pub strict: *mut crate::strict::HeapState,
     /// The owning thread's sampling countdown (see `prof`; owner only).
     pub prof: crate::prof::ThreadState,
+    /// Remote frees not handed over yet (see [`free::free_remote`]): blocks of one page of
+    /// another heap, linked through their first words, `pend_count` of them (owner only).
+    pend_page: *mut Page,
+    pend_head: *mut Block,
+    pend_tail: *mut Block,
+    pend_count: u32,
     /// The owning thread, from [`owner_stamp`]; 0 when no thread owns the heap (abandoned, the
     /// backup heap). Written under the pool lock, or by the forking thread in the child.
     owner: AtomicU64,
@@ -328,6 +334,7 @@ unsafe fn alloc_slow(h: *mut Heap, cls: usize) -> *mut u8 {
         if purge_tick(h) {
             purge_check(h);
         }
+        flush_remote(h);
         note_peak(h, cls);
         if !(*h)
             .notify

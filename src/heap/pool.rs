@@ -157,7 +157,10 @@ pub extern "C" fn thread_exit(arg: *mut libc::c_void) {
         return;
     }
     // SAFETY: the exiting thread still owns `h`: nobody else uses it until it is abandoned.
-    unsafe { exit_purge(h) };
+    unsafe {
+        flush_remote(h);
+        exit_purge(h);
+    }
     let mut pool = POOL.lock();
     // SAFETY: the exiting thread owned `h` and has let go of it (TLS says DONE).
     unsafe {

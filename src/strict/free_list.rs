@@ -203,8 +203,9 @@ pub(super) unsafe fn extend(h: *mut Heap, page: *mut Page) {
 
 /// Move the blocks other threads freed into the page's strict free list (the hook of
 /// `heap::collect`). Each must still be live (its bit is cleared here), and the list may not
-/// be longer than the blocks in use. Remote freers store the links encoded (`free_remote`), so
-/// the list is checked by reading it and spliced whole: only its last block is written.
+/// be longer than the blocks in use. Remote freers store the links encoded
+/// (`heap::free_remote_encoded`), so the list is checked by reading it and spliced whole: only
+/// its last block is written.
 ///
 /// # Safety
 /// The calling thread owns the page (or its heap's lock).

@@ -456,7 +456,7 @@ unsafe fn free_class(seg: *mut Segment, p: *mut u8, size: usize) {
         let h = heap::tls_heap();
         if (*page).heap.load(Relaxed) != h.cast() {
             // Its link is stored encoded, as on a free list: the owner splices the list whole.
-            heap::free_remote(h, page, p as *mut Block, encode(p as usize, 0));
+            heap::free_remote_encoded(h, page, p as *mut Block, encode(p as usize, 0));
             return;
         }
         // Freed from now on: a second free finds the bit clear.
