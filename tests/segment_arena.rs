@@ -1,5 +1,6 @@
-//! Fresh segments are mapped sixteen at a time, with the guards of all of them installed by
-//! one call: filling a dozen segments costs a couple of `mmap`s and guard calls, not three or
+//! Fresh segments are mapped sixteen at a time (after a first arena of two, which keeps
+//! short-lived programs' start-up cheap), with the guards of all of them installed by one
+//! call: filling a dozen segments costs a couple of `mmap`s and guard calls, not three or
 //! four syscalls per segment, and unmaps nothing.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -27,7 +28,7 @@ fn a_dozen_segments_cost_two_arenas_at_most() {
     let after = mapalloc::stats();
     let new_segments = (after.segment_bytes - before.segment_bytes) >> 22;
     assert!(new_segments >= 10, "only {new_segments} new segments");
-    // Two arenas at most (the test harness may have used part of the first), each one mmap
+    // Two arenas at most (the test harness may have used part of the first two), each one mmap
     // and one guard call for the guards of all sixteen segments (without `process_madvise`,
     // one `madvise` per guard, or one `mprotect` per guard without guard markers: the
     // metadata, end and seven interior guards of each segment).

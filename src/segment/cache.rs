@@ -19,6 +19,8 @@ pub(super) struct SegCache {
     pub(super) arena_end: usize,
     /// The interior guards of the arena's segments (`Segment::interior`).
     arena_interior: u8,
+    /// Arenas mapped so far: the first is small (see [`FIRST_ARENA_SEGMENTS`]).
+    arenas: usize,
 }
 
 // SAFETY: cached segments are mapped memory owned by the cache; the lock serialises access.
@@ -31,6 +33,7 @@ pub(super) static SEG_CACHE: SpinLock<SegCache> = SpinLock::new(SegCache {
     arena_next: 0,
     arena_end: 0,
     arena_interior: INTERIOR_NONE,
+    arenas: 0,
 });
 
 impl SegCache {
@@ -67,13 +70,19 @@ impl SegCache {
     /// state of its interior guards (`Segment::interior`). Null when out of memory.
     pub(super) fn carve(&mut self) -> (*mut Segment, u8) {
         if self.arena_next == self.arena_end {
-            let (base, n, interior) = map_arena();
+            let want = if self.arenas == 0 {
+                FIRST_ARENA_SEGMENTS
+            } else {
+                ARENA_SEGMENTS
+            };
+            let (base, n, interior) = map_arena(want);
             if base == 0 {
                 return (ptr::null_mut(), INTERIOR_NONE);
             }
             self.arena_next = base;
             self.arena_end = base + n * SEGMENT_SIZE;
             self.arena_interior = interior;
+            self.arenas += 1;
             RESERVED.store(n, Ordering::Relaxed);
         }
         let seg = self.arena_next;
@@ -87,18 +96,25 @@ impl SegCache {
 /// installed by one call, instead of a map, a trim and a guard call for each.
 pub(super) const ARENA_SEGMENTS: usize = 16;
 
+/// Segments of the process's first arena. Installing guard markers makes the kernel build
+/// the page tables of every range they fence: for sixteen segments, 100-120 us of kernel time
+/// and 64 KiB of page tables, which a short-lived program (`sed`, `git log -1`) that fills one
+/// or two segments paid at start-up. Programs that go on to map more get sixteen at a time.
+pub(super) const FIRST_ARENA_SEGMENTS: usize = 2;
+
 /// Map an arena of fresh segments, aligned, with the guards of every segment (see the layout
-/// in the module doc) installed: `ARENA_SEGMENTS` of them, or one when the kernel cannot
-/// give that much: two syscalls for sixteen segments (`os::map_aligned` leaves the alignment
+/// in the module doc) installed: `want` of them (at most `ARENA_SEGMENTS`), or one when the
+/// kernel cannot give that much: two syscalls for sixteen segments (`os::map_aligned` leaves the alignment
 /// slack, under one segment, mapped and untouched instead of trimming it). Returns (base,
 /// segments, state of their interior guards), base 0 when out of memory.
 ///
 /// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
 /// each of its segments is unmapped on its own when the segment cache lets it go.
-pub(super) fn map_arena() -> (usize, usize, u8) {
+pub(super) fn map_arena(want: usize) -> (usize, usize, u8) {
+    let want = want.clamp(1, ARENA_SEGMENTS);
     // Short of address space (`RLIMIT_AS`) when the arena cannot be had: one segment, placed
     // without slack first (the slack would use as much address space again).
-    for (n, exact) in [(ARENA_SEGMENTS, false), (1, true), (1, false)] {
+    for (n, exact) in [(want, false), (1, true), (1, false)] {
         let (base, (raw, total)) = if exact {
             let b = os::map_aligned_exact(SEGMENT_SIZE, SEGMENT_SIZE);
             (b, (b, SEGMENT_SIZE))
