@@ -26,7 +26,7 @@
 #define LIVE 2048
 #define CHURN 1024
 #define HANDOFF 256
-#define AHEAD 16
+#define AHEAD 32 /* cycles (~3 ms here): a receiver off its core for a while stalls no one */
 #define CYCLES 4000ULL /* at SCALE 1 */
 
 typedef struct {
