@@ -2,10 +2,12 @@
  *
  * The contract of every workload (see benches/README.md):
  *   prog THREADS SCALE [MODE]
- * - THREADS: worker threads (1 for the one-thread row, nproc for the -Nt row). Every worker
- *   does the same fixed amount of work, so with THREADS <= cores the ideal wall time does not
- *   depend on THREADS.
- * - SCALE: multiplies the amount of work (1 = full run, 0.1 = --quick). Never time-based.
+ * - THREADS: worker threads (1 for the one-thread row, nproc for the -Nt row, 4 x nproc for
+ *   the oversubscribed -4Nt row). Every worker does the same fixed amount of work, so with
+ *   THREADS <= cores the ideal wall time does not depend on THREADS.
+ * - SCALE: multiplies the amount of work per worker (1 = full run, 0.1 = --quick), linearly
+ *   (the -4Nt rows pass SCALE / 4, so that they do the -Nt row's total work). Never
+ *   time-based.
  * - Deterministic: every random choice comes from a seeded PRNG (xoshiro256**) per thread,
  *   and the checksum combines per-thread values in thread order, so it does not depend on the
  *   schedule or on the allocator. Only memory contents that are the same under every
@@ -20,6 +22,7 @@
 
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +206,143 @@ static inline void check_touched(const void *p, size_t n, uint64_t tag) {
     for (size_t off = 4096; off + 8 < n; off += 4096)
         if (c[off] != (char)(tag >> 8))
             FAIL("block %p of %zu bytes: byte at %zu corrupted", p, n, off);
+}
+
+/* --- ledgers: blocks that change hands -------------------------------------------------- */
+
+/* Where a block is freed by whichever thread happens to hold it, what each thread frees
+ * depends on the schedule; only the totals do not. Each thread keeps a ledger of the stamped
+ * blocks it allocated and freed; at the end main adds them up and checks that every block
+ * allocated was freed exactly once, intact (the sums do not depend on the order). These
+ * schedule-dependent figures never go into the checksum. */
+typedef struct {
+    uint64_t allocated, freed;    /* blocks */
+    uint64_t alloc_sum, free_sum; /* sums of a hash of each block's stamp */
+} ledger;
+
+static inline void *ledger_malloc(ledger *l, uint64_t size, uint64_t tag) {
+    void *p = xmalloc(size);
+    stamp_block(p, size, tag);
+    l->allocated++;
+    l->alloc_sum += tail_word(load64(p));
+    return p;
+}
+
+/* Verifies (its size must be in [lo, hi]) and frees a block that ledger_malloc stamped on
+ * any thread. */
+static inline void ledger_free(ledger *l, void *p, uint64_t lo, uint64_t hi) {
+    check_block(p, lo, hi);
+    l->freed++;
+    l->free_sum += tail_word(load64(p));
+    free(p);
+}
+
+static inline void ledger_add(ledger *total, const ledger *l) {
+    total->allocated += l->allocated;
+    total->freed += l->freed;
+    total->alloc_sum += l->alloc_sum;
+    total->free_sum += l->free_sum;
+}
+
+static inline void ledger_check(const ledger *total) {
+    if (total->allocated != total->freed || total->alloc_sum != total->free_sum)
+        FAIL("blocks lost or freed twice: %llu allocated, %llu freed",
+             (unsigned long long)total->allocated, (unsigned long long)total->freed);
+}
+
+/* --- mailboxes: batches of blocks handed to another thread ------------------------------ */
+
+/* A batch is one malloc'd array that the sender fills and pushes to the receiver's mailbox;
+ * the receiver takes every waiting batch at once and frees them and their blocks. Taking
+ * all (an exchange, never a pop of one) keeps the stack free of the ABA problem.
+ *
+ * The sender must be held back: the thread that lags behind also has the most batches to
+ * free, so it falls further behind, and the batches sent to it pile up to most of the run.
+ * So a receiver publishes how many steps (cycles, rounds) it has started, and a sender that
+ * is `limit` steps ahead of its receiver sleeps until it is only limit / 2 ahead (or the
+ * receiver has finished and closed its mailbox; main frees what is left in closed
+ * mailboxes). Each mailbox has one sender. In a ring of threads that each send to the next,
+ * not every thread can be ahead of the next one, so the waits cannot deadlock. (Sleeping,
+ * not spinning: with more threads than cores a spinning sender would take the core from the
+ * very thread it waits for. Waking at limit / 2, not at every step, keeps a futex wake per
+ * cycle out of the measurement.) */
+typedef struct batch {
+    struct batch *next;
+    uint64_t count;
+    void *blocks[];
+} batch;
+
+typedef struct {
+    _Atomic(batch *) head;
+    _Atomic uint64_t started; /* steps the receiver has started */
+    _Atomic uint64_t wake_at; /* the sender sleeps until `started` reaches it (0: awake) */
+    _Atomic int closed;       /* the receiver has finished */
+    pthread_mutex_t lock;
+    pthread_cond_t moved;
+} mailbox;
+
+static inline void mailbox_init(mailbox *m) {
+    atomic_init(&m->head, NULL);
+    atomic_init(&m->started, 0);
+    atomic_init(&m->wake_at, 0);
+    atomic_init(&m->closed, 0);
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->moved, NULL);
+}
+
+static inline batch *batch_new(uint64_t capacity) {
+    batch *b = xmalloc(sizeof(batch) + sizeof(void *) * capacity);
+    b->next = NULL;
+    b->count = 0;
+    return b;
+}
+
+static inline void mailbox_push(mailbox *m, batch *b) {
+    batch *old = atomic_load_explicit(&m->head, memory_order_relaxed);
+    do
+        b->next = old;
+    while (!atomic_compare_exchange_weak_explicit(&m->head, &old, b, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Every batch waiting, newest first (NULL if none). */
+static inline batch *mailbox_take(mailbox *m) {
+    return atomic_exchange_explicit(&m->head, NULL, memory_order_acquire);
+}
+
+/* All sequentially consistent: either the receiver sees the sender's wake_at, or the
+ * sender sees the receiver's new step (or close) before it sleeps. */
+static inline void mailbox_wake(mailbox *m) {
+    pthread_mutex_lock(&m->lock);
+    pthread_cond_broadcast(&m->moved);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* The receiver has started step `step` (counted from 1). */
+static inline void mailbox_started(mailbox *m, uint64_t step) {
+    atomic_store(&m->started, step);
+    uint64_t w = atomic_load(&m->wake_at);
+    if (w && step >= w)
+        mailbox_wake(m);
+}
+
+static inline void mailbox_close(mailbox *m) {
+    atomic_store(&m->closed, 1);
+    if (atomic_load(&m->wake_at))
+        mailbox_wake(m);
+}
+
+/* The sender, in step `step`, waits if it is `limit` steps ahead of m's receiver. */
+static inline void mailbox_wait(mailbox *m, uint64_t step, uint64_t limit) {
+    if (step < atomic_load(&m->started) + limit || atomic_load(&m->closed))
+        return;
+    uint64_t until = step - limit / 2;
+    pthread_mutex_lock(&m->lock);
+    atomic_store(&m->wake_at, until);
+    while (atomic_load(&m->started) < until && !atomic_load(&m->closed))
+        pthread_cond_wait(&m->moved, &m->lock);
+    atomic_store(&m->wake_at, 0);
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* --- threads ---------------------------------------------------------------------------- */
