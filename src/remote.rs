@@ -3,8 +3,9 @@
 //! with `RUSTFLAGS="--cfg loom"`, where `crate::sync::atomic` is loom's).
 //!
 //! 1. **Remote-free list.** Another thread frees a block by pushing it on the page's
-//!    `thread_free` list ([`push_block`]: write the link, then one CAS). The owner takes the
-//!    whole list with one swap ([`take_blocks`]) and walks it privately.
+//!    `thread_free` list ([`push_block`], or a batch with [`push_chain`]: write the link, then
+//!    one CAS that also adds to the list's count). The owner takes the whole list and its
+//!    count with one swap ([`take_blocks`]).
 //! 2. **Full pages.** The owner keeps pages with no free block on a full list it never scans.
 //!    `full_state` tells remote freers whether to notify: the owner stores `FULL`
 //!    ([`owner_mark_full`]) and then re-reads `thread_free`; a remote freer pushes and then
@@ -36,53 +37,68 @@ pub const FULL: u8 = 1;
 /// A remote free has pushed the page on its heap's notify stack.
 pub const NOTIFIED: u8 = 2;
 
-/// Push a freed block on a remote-free list, its link stored XORed with `mask` (0 in the
-/// default mode; strict mode stores its links encoded, so that the owner can splice the list
-/// into its free list whole).
-///
-/// # Safety
-/// `b` points to a block whose first word the caller may write and that no one else uses.
-#[inline]
-pub unsafe fn push_block(list: &AtomicPtr<Block>, b: *mut Block, mask: usize) {
-    let mut head = list.load(Ordering::Relaxed);
-    loop {
-        // SAFETY: the caller owns `b` until the CAS publishes it.
-        unsafe { (*b).next = (head as usize ^ mask) as *mut Block };
-        match list.compare_exchange_weak(head, b, Ordering::SeqCst, Ordering::Relaxed) {
-            Ok(_) => return,
-            Err(cur) => head = cur,
-        }
-    }
+/// A remote-free list's word holds the head block's address in its low [`COUNT_SHIFT`] bits
+/// and, above them, how many blocks the list holds: the owner takes both with one swap and
+/// need not walk the list to count it (user-space addresses lie below 2^48; a page holds at
+/// most 4,096 blocks, far below 2^16).
+pub const COUNT_SHIFT: u32 = 48;
+const ADDR_MASK: usize = (1 << COUNT_SHIFT) - 1;
+
+/// The head block of a remote-free list's word.
+#[inline(always)]
+fn head_of(word: *mut Block) -> *mut Block {
+    word.map_addr(|a| a & ADDR_MASK)
 }
 
-/// Push a chain of freed blocks, `head` to `tail` already linked through their first words
-/// (plain links: the default mode's), on a remote-free list with one CAS: how a thread hands
-/// over the blocks of one page it batched (see `heap::free::free_remote`).
+/// Push a chain of freed blocks, `head` to `tail`, `n` of them, already linked through their
+/// first words, on a remote-free list with one CAS; `tail`'s link gets the old head XORed with
+/// `mask` (0 in the default mode; strict mode stores its links encoded, so that the owner can
+/// splice the list into its free list whole). A single block is a chain of one
+/// ([`push_block`]); `heap::free::flush_remote` pushes the batches of the default mode.
 ///
 /// # Safety
-/// `head` to `tail` is a chain of blocks the caller may write and that no one else uses;
+/// `head` to `tail` is a chain of `n` blocks the caller may write and that no one else uses;
 /// `tail`'s link is overwritten.
 #[inline]
-pub unsafe fn push_chain(list: &AtomicPtr<Block>, head: *mut Block, tail: *mut Block) {
+pub unsafe fn push_chain(
+    list: &AtomicPtr<Block>,
+    head: *mut Block,
+    tail: *mut Block,
+    n: u32,
+    mask: usize,
+) {
     let mut old = list.load(Ordering::Relaxed);
     loop {
         // SAFETY: the caller owns the chain until the CAS publishes it.
-        unsafe { (*tail).next = old };
-        match list.compare_exchange_weak(old, head, Ordering::SeqCst, Ordering::Relaxed) {
+        unsafe { (*tail).next = (head_of(old) as usize ^ mask) as *mut Block };
+        let count = (old.addr() >> COUNT_SHIFT) + n as usize;
+        let new = head.map_addr(|a| a | (count << COUNT_SHIFT));
+        match list.compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed) {
             Ok(_) => return,
             Err(cur) => old = cur,
         }
     }
 }
 
-/// Take the whole remote-free list (owner only). The links were published by the pushers'
-/// CAS, which this swap acquires.
+/// Push one freed block on a remote-free list (see [`push_chain`]).
+///
+/// # Safety
+/// `b` points to a block whose first word the caller may write and that no one else uses.
 #[inline]
-pub fn take_blocks(list: &AtomicPtr<Block>) -> *mut Block {
+pub unsafe fn push_block(list: &AtomicPtr<Block>, b: *mut Block, mask: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { push_chain(list, b, b, 1, mask) }
+}
+
+/// Take the whole remote-free list (owner only): its head and how many blocks it holds. The
+/// links were published by the pushers' CAS, which this swap acquires.
+#[inline]
+pub fn take_blocks(list: &AtomicPtr<Block>) -> (*mut Block, u32) {
     if list.load(Ordering::Relaxed).is_null() {
-        return core::ptr::null_mut();
+        return (core::ptr::null_mut(), 0);
     }
-    list.swap(core::ptr::null_mut(), Ordering::Acquire)
+    let word = list.swap(core::ptr::null_mut(), Ordering::Acquire);
+    (head_of(word), (word.addr() >> COUNT_SHIFT) as u32)
 }
 
 /// After [`push_block`] on a page's list: whether this thread must push the page on its
@@ -202,7 +218,7 @@ mod tests {
             }
             // The owner collects while the others push.
             while got.len() < PER_THREAD * THREADS {
-                let mut b = take_blocks(&list);
+                let (mut b, _) = take_blocks(&list);
                 while !b.is_null() {
                     assert!(got.insert(b as usize), "block {b:p} arrived twice");
                     // SAFETY: the swap gave this thread the whole list.
@@ -211,7 +227,7 @@ mod tests {
                 std::thread::yield_now();
             }
         });
-        assert!(take_blocks(&list).is_null());
+        assert!(take_blocks(&list).0.is_null());
         for i in 0..PER_THREAD * THREADS {
             // SAFETY: in bounds.
             assert!(got.contains(&(unsafe { base.add(i) } as usize)));
@@ -236,7 +252,7 @@ mod tests {
         // Still on the notify stack: marking it full again is fine, the drain brings it back.
         assert!(owner_mark_full(&state, &list));
         owner_drained(&state);
-        assert_eq!(take_blocks(&list), b0);
+        assert_eq!(take_blocks(&list), (b0, 1));
         // A remote free that raced before FULL was stored: the page must stay queued.
         let b1: *mut Block = &mut blocks.0[1];
         // SAFETY: `b1` is ours and unused.

@@ -46,6 +46,19 @@ fn walk(mut b: *mut Block, out: &mut Vec<usize>) {
     }
 }
 
+/// The owner's collection: take the whole list, walk it, and check that its count (kept in the
+/// list's word by the pushers' CAS) is the number of blocks on it.
+fn take_counted(list: &AtomicPtr<Block>, out: &mut Vec<usize>) {
+    let before = out.len();
+    let (head, n) = remote::take_blocks(list);
+    walk(head, out);
+    assert_eq!(
+        out.len() - before,
+        n as usize,
+        "the count matches the blocks"
+    );
+}
+
 /// A remote free as `heap::free::notify_owner` completes it (after a push of one block or of
 /// a batch): push, then notify if the page was full.
 fn remote_free(page: &Arc<Page>, stack: &AtomicPtr<Page>, b: usize) {
@@ -78,11 +91,11 @@ fn remote_free_push_and_collect() {
             }));
         }
         let mut got = Vec::new();
-        walk(remote::take_blocks(&page.thread_free), &mut got);
+        take_counted(&page.thread_free, &mut got);
         for p in pushers {
             p.join().unwrap();
         }
-        walk(remote::take_blocks(&page.thread_free), &mut got);
+        take_counted(&page.thread_free, &mut got);
         got.sort();
         let mut want = bs.clone();
         want.sort();
@@ -109,7 +122,13 @@ fn remote_chain_push_and_collect() {
                 // SAFETY: the two blocks are this thread's; it links them, then publishes them.
                 unsafe {
                     (*(head as *mut Block)).next = tail as *mut Block;
-                    remote::push_chain(&page.thread_free, head as *mut Block, tail as *mut Block);
+                    remote::push_chain(
+                        &page.thread_free,
+                        head as *mut Block,
+                        tail as *mut Block,
+                        2,
+                        0,
+                    );
                 }
             })
         };
@@ -122,10 +141,10 @@ fn remote_chain_push_and_collect() {
             })
         };
         let mut got = Vec::new();
-        walk(remote::take_blocks(&page.thread_free), &mut got);
+        take_counted(&page.thread_free, &mut got);
         chain.join().unwrap();
         single.join().unwrap();
-        walk(remote::take_blocks(&page.thread_free), &mut got);
+        take_counted(&page.thread_free, &mut got);
         let at = got
             .iter()
             .position(|&b| b == bs[0])
@@ -215,7 +234,7 @@ fn abandoned_heap_adoption_with_remote_free() {
             if !n.is_null() {
                 remote::owner_drained(&page.full_state);
             }
-            walk(remote::take_blocks(&page.thread_free), &mut collected);
+            walk(remote::take_blocks(&page.thread_free).0, &mut collected);
         }
         owner.join().unwrap();
         freer.join().unwrap();

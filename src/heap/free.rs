@@ -39,6 +39,10 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8, size: usize) {
                 free_slow(h, page);
             }
         } else {
+            if os::HARDENED && w.fetch_and(!bit, Ordering::Relaxed) & bit == 0 {
+                // Freed by another thread since the check above.
+                os::fatal_ptr("double free of", p as usize);
+            }
             free_remote(h, page, b);
         }
     }
@@ -216,18 +220,25 @@ const PEND_MAX: u32 = 64;
 /// Hand block `b` of `page` back to the page's owner, and count the free in this thread's heap
 /// `h` (or, without one, in [`HEAPLESS_FREES`]).
 ///
+/// The caller has cleared the block's live bit, with an atomic RMW: the owner writes the same
+/// bitmap words with plain stores (its fast paths take no atomic RMW), so a clear that races
+/// with one can be undone, leaving a free block marked live until the owner hands it out
+/// again. That only makes a later double free of that block go unnoticed; no store of the
+/// owner's can clear a bit a remote thread needs set, because remote threads only clear bits.
+/// A block freed twice by two threads at once may pass both checks; any other double free
+/// finds the bit clear.
+///
 /// A thread with a heap batches its remote frees: consecutive frees to one page are linked
 /// into a chain in the heap (plain stores to blocks the thread has just given up), which goes
 /// to the page's remote-free list with one CAS when a free goes to another page, when it holds
 /// [`PEND_MAX`] blocks, and whenever the thread takes its allocation slow path, trims or exits
 /// ([`flush_remote`]). So a producer/consumer pair pays one CAS and one `SeqCst` fence per
-/// batch instead of per block, and a thread never sits on more than one batch. The blocks
-/// keep their live bits until the owner collects them, as a pushed block does: a second free
-/// of one is caught there (`collect`). Threads without a heap push each block at once.
+/// batch instead of per block, and a thread never sits on more than one batch. Threads without
+/// a heap push each block at once.
 ///
 /// # Safety
-/// `b` is a live block of `page` (its bitmap bit is set) that the caller gives up; `h` is this
-/// thread's heap or a sentinel at or below `DONE`, and does not own the page.
+/// `b` is a block of `page` that the caller gives up, its live bit just cleared by the caller;
+/// `h` is this thread's heap or a sentinel at or below `DONE`, and does not own the page.
 #[inline(never)]
 pub(crate) unsafe fn free_remote(h: *mut Heap, page: *mut Page, b: *mut Block) {
     // SAFETY: per the contract; the page and its heap stay mapped for ever.
@@ -250,10 +261,12 @@ pub(crate) unsafe fn free_remote(h: *mut Heap, page: *mut Page, b: *mut Block) {
 
 /// [`free_remote`] for strict mode, unbatched: the block goes to the page's remote-free list at
 /// once, its link stored XORed with `mask` (see `remote::push_block`), so that the owner can
-/// splice the list into its encoded free list whole.
+/// splice the list into its encoded free list whole. Its live bit stays set: strict mode's
+/// `collect` checks and clears it.
 ///
 /// # Safety
-/// As for [`free_remote`].
+/// `b` is a live block of `page` (its bitmap bit is set) that the caller gives up; `h` is this
+/// thread's heap or a sentinel at or below `DONE`, and does not own the page.
 pub(crate) unsafe fn free_remote_encoded(
     h: *mut Heap,
     page: *mut Page,
@@ -301,7 +314,13 @@ pub(crate) unsafe fn flush_remote(h: *mut Heap) {
             return;
         }
         let page = (*h).pend_page;
-        remote::push_chain(&(*page).thread_free, head, (*h).pend_tail);
+        remote::push_chain(
+            &(*page).thread_free,
+            head,
+            (*h).pend_tail,
+            (*h).pend_count,
+            0,
+        );
         (*h).pend_head = ptr::null_mut();
         (*h).pend_tail = ptr::null_mut();
         (*h).pend_page = ptr::null_mut();

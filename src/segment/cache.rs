@@ -104,17 +104,26 @@ pub(super) const FIRST_ARENA_SEGMENTS: usize = 2;
 
 /// Map an arena of fresh segments, aligned, with the guards of every segment (see the layout
 /// in the module doc) installed: `want` of them (at most `ARENA_SEGMENTS`), or one when the
-/// kernel cannot give that much: two syscalls for sixteen segments (`os::map_aligned` leaves the alignment
-/// slack, under one segment, mapped and untouched instead of trimming it). Returns (base,
-/// segments, state of their interior guards), base 0 when out of memory.
+/// kernel cannot give that much or the address space is limited: two syscalls for sixteen
+/// segments, plus the limit's `getrlimit` (`os::map_aligned` leaves the alignment slack, under
+/// one segment, mapped and untouched instead of trimming it). Returns (base, segments, state
+/// of their interior guards), base 0 when out of memory.
 ///
 /// An arena is one mapping (guard markers split none) that is never unmapped as a whole:
 /// each of its segments is unmapped on its own when the segment cache lets it go.
 pub(super) fn map_arena(want: usize) -> (usize, usize, u8) {
     let want = want.clamp(1, ARENA_SEGMENTS);
     // Short of address space (`RLIMIT_AS`) when the arena cannot be had: one segment, placed
-    // without slack first (the slack would use as much address space again).
-    for (n, exact) in [(want, false), (1, true), (1, false)] {
+    // without slack first (the slack would use as much address space again). Under a limit,
+    // one segment without slack from the start: even the small first arena, with its slack,
+    // took 12 MiB of a program's 16 MiB of headroom (`tests/rlimit_as.rs`).
+    let limited = os::address_space_limited();
+    let plan = if limited {
+        [(1, true), (1, false), (1, false)]
+    } else {
+        [(want, false), (1, true), (1, false)]
+    };
+    for (n, exact) in plan {
         let (base, (raw, total)) = if exact {
             let b = os::map_aligned_exact(SEGMENT_SIZE, SEGMENT_SIZE);
             (b, (b, SEGMENT_SIZE))

@@ -38,7 +38,8 @@
 //!   The first data byte is 64 KiB-aligned, so a class whose size is a multiple of
 //!   `A <= 64 KiB` has every block `A`-aligned.
 //! - A segment belongs to one heap (thread); all its pages do too. Other threads only push
-//!   to a page's atomic remote-free list and read the bitmap.
+//!   to a page's atomic remote-free list and clear bits of the blocks they free, with atomic RMWs
+//!   (see `heap::free::free_remote`).
 //!
 //! `cache.rs` holds the segment cache and the arenas fresh segments are carved from.
 
@@ -507,6 +508,7 @@ impl Segment {
     pub unsafe fn return_page(&mut self, page: *mut Page) {
         // SAFETY: per the contract, `page` is ours and unused.
         unsafe {
+            self.clear_live_bits(&*page);
             (*page).in_use = false;
             (*page).next = self.free_pages;
         }
@@ -637,6 +639,26 @@ impl Segment {
 
     /// The live-block bitmap word and bit for address `p` of this segment.
     #[inline(always)]
+    /// Clear the live bits of the blocks `page` has built. They are all clear already when
+    /// every block was freed, but for a remote free's clear that raced with the owner's plain
+    /// store to the same word and was undone (see `heap::free::free_remote`): the page's next
+    /// use, perhaps for another class, must not find a block start marked live.
+    fn clear_live_bits(&self, page: &Page) {
+        if !os::HARDENED || page.built == 0 {
+            return;
+        }
+        let start = page.start as usize;
+        let end = start + page.built as usize * page.block_size as usize;
+        let (first, _) = bitmap_pos(start);
+        let (last, _) = bitmap_pos(end - 1);
+        for i in first..=last {
+            let (w, _) = self.bit(i << (GRANULE_SHIFT + 6));
+            // A page's blocks start at a multiple of 16 bytes and pages are 1 KiB-aligned: the
+            // words of these granules hold only this page's bits.
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
     pub fn bit(&self, p: usize) -> (&AtomicU64, u64) {
         let (w, bit) = bitmap_pos(p);
         let base = self as *const Segment as usize;
@@ -693,6 +715,7 @@ pub unsafe fn purge_empty_page(
         }
         let idx = (page as usize - (*seg).pages.as_ptr() as usize) / core::mem::size_of::<Page>();
         let (lo, hi) = (*seg).page_bounds(idx);
+        (*seg).clear_live_bits(p);
         p.free = ptr::null_mut();
         p.strict_free = ptr::null_mut();
         p.built = 0;

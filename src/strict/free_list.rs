@@ -213,7 +213,7 @@ pub unsafe fn collect(page: *mut Page) {
     // SAFETY: the caller owns the page; the swap gives it the whole remote list.
     unsafe {
         let p = &mut *page;
-        let head = remote::take_blocks(&p.thread_free) as usize;
+        let head = remote::take_blocks(&p.thread_free).0 as usize;
         if head == 0 {
             return;
         }
