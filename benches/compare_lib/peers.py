@@ -1,5 +1,6 @@
 """compare_lib.peers: the allocators compare measures mapalloc against, where their libraries
-are, and which versions they are."""
+are (Debian's packages; built from a crate's sources by compare_lib.built_peers), and which
+versions they are."""
 
 import glob
 import json
@@ -8,18 +9,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+from compare_lib.built_peers import BUILT_PEERS, build_peers
 from compare_lib.shell import apt_install, loud, say, sh
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 # name -> (Debian package, soname preloaded)
-PEERS = {
+DEBIAN_PEERS = {
     "jemalloc": ("libjemalloc2", "libjemalloc.so.2"),
-    "mimalloc": ("libmimalloc2.0", "libmimalloc.so.2"),
+    "mimalloc2": ("libmimalloc2.0", "libmimalloc.so.2"),
     "tcmalloc": ("libtcmalloc-minimal4", "libtcmalloc_minimal.so.4"),
     # LLVM's hardened allocator, the anchor of strict mode's cost target (issue 20).
     "scudo": ("libclang-rt-16-dev", "libclang_rt.scudo_standalone-x86_64.so"),
 }
+# Every peer compare can find or build (mimalloc3 and snmalloc: see built_peers).
+PEERS = list(DEBIAN_PEERS) + list(BUILT_PEERS)
+# Names still accepted on the command line: Debian's mimalloc was 'mimalloc' until the
+# suite built mimalloc 3 too.
+ALIASES = {"mimalloc": "mimalloc2"}
 
 
 def find_peer(package, soname):
@@ -45,18 +52,26 @@ def find_peer(package, soname):
 
 
 def locate_peers(names):
-    found, missing = {}, []
-    for name in names:
-        package, soname = PEERS[name]
+    """(name -> library, name -> version text, names not found): Debian's peers are
+    installed when missing, the others built; each one missing is reported loudly."""
+    found, described, missing = {}, {}, []
+    for name in [n for n in names if n in DEBIAN_PEERS]:
+        package, soname = DEBIAN_PEERS[name]
         path = find_peer(package, soname)
         if not path and apt_install([package]):
             path = find_peer(package, soname)
         if path:
             found[name] = os.path.realpath(path)
+            code, out = sh(["dpkg-query", "-W", "-f=${Version}", package])
+            version = out.strip() if code == 0 else "?"
+            described[name] = f"{version} ({os.path.basename(found[name])})"
         else:
             missing.append(name)
             loud(f"{name}: {package} is not installed and could not be installed; skipped")
-    return found, missing
+    built, built_described, not_built = build_peers([n for n in names if n in BUILT_PEERS])
+    found.update(built)
+    described.update({n: f"= {d}" for n, d in built_described.items()})
+    return found, described, missing + not_built
 
 
 def build_mapalloc():
@@ -72,15 +87,14 @@ def build_mapalloc():
     return str(lib)
 
 
-def versions(allocs, libs, python):
+def versions(allocs, libs, described, python):
     v = []
     if "glibc" in allocs:
         v.append(os.confstr("CS_GNU_LIBC_VERSION") or "glibc")
     for a in allocs:
-        if a in PEERS and a in libs:
-            code, out = sh(["dpkg-query", "-W", "-f=${Version}", PEERS[a][0]])
-            v.append(f"{a} {out.strip() if code == 0 else '?'} ({os.path.basename(libs[a])})")
-        elif a not in PEERS and a != "glibc":
+        if a in described:
+            v.append(f"{a} {described[a]}")
+        elif a != "glibc":
             v.append(f"{a} ({libs[a]})")
     code, out = sh(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
     if code == 0:
@@ -88,4 +102,3 @@ def versions(allocs, libs, python):
     code, out = sh([python, "--version"])
     v.append(f"{out.strip()} ({python})")
     return v
-

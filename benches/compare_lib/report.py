@@ -116,9 +116,7 @@ def machine_info():
     }
 
 
-def write_outputs(outdir, chart, allocs, libs, missing, workloads, results, strace_rows,
-                  problems, info, started, loads, scale, strace_scale, python):
-    outdir.mkdir(parents=True, exist_ok=True)
+def write_csvs(outdir, results, strace_rows):
     with open(outdir / "latest.csv", "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["workload", "allocator", "rep", "seconds", "peak_rss_kib", "exit",
@@ -137,58 +135,49 @@ def write_outputs(outdir, chart, allocs, libs, missing, workloads, results, stra
                 wr.writerow([row[k] if row[k] is not None else "" for k in
                              ["workload", "allocator"] + SYSCALLS + ["total", "exit", "checksum"]])
 
-    base = "glibc" if "glibc" in allocs else allocs[0]
-    med = medians(results)
-    t_table, t_geo = ratio_table(workloads, allocs, base, med, 0)
-    m_table, m_geo = ratio_table(workloads, allocs, base, med, 1)
-    c_table, c_geo = ratio_table(workloads, allocs, base, med, 3)
-    reps = max((r.rep for r in results), default=0)
+
+def md_header(ctx, reps):
+    info, loads = ctx.info, ctx.loads
     L = ["# mapalloc allocator comparison", ""]
-    L.append(f"- date: {started:%Y-%m-%d %H:%M} UTC")
+    L.append(f"- date: {ctx.started:%Y-%m-%d %H:%M} UTC")
     L.append(f"- machine: {info['nproc']} cores (nproc), {info['cpu']}, {info['memory']} RAM, "
              f"{info['kernel']}")
-    L.append("- software: " + "; ".join(versions(allocs, libs, python)))
+    L.append("- software: " + "; ".join(versions(ctx.allocs, ctx.libs, ctx.described,
+                                                  ctx.python)))
     L.append(f"- command: `{shlex.join([sys.argv[0]] + sys.argv[1:])}`")
     L.append(f"- runs: {reps} repetition(s) per workload and allocator, interleaved "
-             f"({' '.join(allocs)} in turn, workload after workload, rep after rep); medians "
-             f"of wall time and of peak RSS (wait4 ru_maxrss); SCALE {scale:g}; "
+             f"({' '.join(ctx.allocs)} in turn, workload after workload, rep after rep); "
+             f"medians of wall time and of peak RSS (wait4 ru_maxrss); SCALE {ctx.scale:g}; "
              f"N = {info['nproc']} threads in the -Nt rows")
     L.append(f"- load average (1 min) at start / end: {loads[0]:.2f} / {loads[1]:.2f}")
-    if missing:
-        L.append(f"- **not measured (library unavailable): {', '.join(missing)}**")
+    if ctx.missing:
+        L.append(f"- **not measured (library unavailable): {', '.join(ctx.missing)}**")
     cfg = {k: v for k, v in os.environ.items()
            if k.startswith(("MAPALLOC_", "MALLOC_", "MIMALLOC_", "JE_MALLOC", "TCMALLOC_"))}
     if cfg:
         L.append("- allocator environment: " + ", ".join(f"`{k}={v}`" for k, v in cfg.items()))
-    L.append("")
-    L.append("Workloads are described in [benches/README.md](../benches/README.md). "
-             "Ratios are to " + base + ": lower is better, **bold** is the best of the row.")
-    L.append("")
-    if problems:
-        L += ["## FAILURES", ""] + [f"- {p}" for p in problems] + [""]
-    L += md_ratio(f"Time (ratio to {base})", workloads, allocs, t_table, t_geo,
-                  "Median wall time of the run divided by the baseline's.")
-    L += md_ratio(f"CPU time (ratio to {base})", workloads, allocs, c_table, c_geo,
-                  "Median user + system CPU time divided by the baseline's: steadier than "
-                  "wall time on a shared machine; it counts every thread's time.")
-    L += md_ratio(f"Peak RSS (ratio to {base})", workloads, allocs, m_table, m_geo,
-                  "Median peak resident set size divided by the baseline's.")
-    if "mapalloc" in allocs:
-        behind = []
-        for wl in workloads:
-            mine = t_table[wl].get("mapalloc")
-            peers = [(t_table[wl][a], a) for a in allocs if a != "mapalloc"
-                     and t_table[wl][a] is not None]
-            if mine is not None and peers:
-                best, who = min(peers)
-                behind.append((mine / best, wl, who))
-        behind.sort(reverse=True)
-        L += ["## Where mapalloc is furthest behind the best peer (time)", "",
-              "| workload | mapalloc / best | best |", "|---|---:|---|"]
-        L += [f"| {wl} | {x:.2f} | {who} |" for x, wl, who in behind[:5]]
-        L.append("")
-    L += ["## Absolute medians", "", "Wall time in seconds / peak RSS in MiB.", "",
-          "| workload | " + " | ".join(allocs) + " |", "|---|" + "---:|" * len(allocs)]
+    return L + [""]
+
+
+def md_behind(workloads, allocs, t_table):
+    behind = []
+    for wl in workloads:
+        mine = t_table[wl].get("mapalloc")
+        peers = [(t_table[wl][a], a) for a in allocs if a != "mapalloc"
+                 and t_table[wl][a] is not None]
+        if mine is not None and peers:
+            best, who = min(peers)
+            behind.append((mine / best, wl, who))
+    behind.sort(reverse=True)
+    L = ["## Where mapalloc is furthest behind the best peer (time)", "",
+         "| workload | mapalloc / best | best |", "|---|---:|---|"]
+    L += [f"| {wl} | {x:.2f} | {who} |" for x, wl, who in behind[:5]]
+    return L + [""]
+
+
+def md_absolute(workloads, allocs, med):
+    L = ["## Absolute medians", "", "Wall time in seconds / peak RSS in MiB.", "",
+         "| workload | " + " | ".join(allocs) + " |", "|---|" + "---:|" * len(allocs)]
     for wl in workloads:
         cells = []
         for a in allocs:
@@ -206,30 +195,68 @@ def write_outputs(outdir, chart, allocs, libs, missing, workloads, results, stra
               f"allocator: median {mid * 100:.1f}%, worst {worst[0] * 100:.1f}% "
               f"({worst[1]} under {worst[2]}). The per-run 1-minute load average is in "
               f"latest.csv (column load1).", ""]
+    return L
+
+
+def md_syscalls(workloads, allocs, strace_rows, strace_scale):
+    L = ["## Syscalls", "",
+         f"Untimed pass under `strace -f -c -e trace={','.join(SYSCALLS)}` at SCALE "
+         f"{strace_scale:g}, one run per workload and allocator; the counts include the "
+         "dynamic loader's own mappings (a few dozen). Total calls:", "",
+         "| workload | " + " | ".join(allocs) + " |", "|---|" + "---:|" * len(allocs)]
+    idx = {(r["workload"], r["allocator"]): r for r in strace_rows}
+    for wl in workloads:
+        cells = []
+        for a in allocs:
+            r = idx.get((wl, a))
+            cells.append("FAIL" if not r or r["exit"] != 0 else str(r["total"]))
+        L.append(f"| {wl} | " + " | ".join(cells) + " |")
+    L += ["", "Sum over all workloads, per syscall:", "",
+          "| syscall | " + " | ".join(allocs) + " |", "|---|" + "---:|" * len(allocs)]
+    for s in SYSCALLS + ["total"]:
+        L.append(f"| {s} | " + " | ".join(
+            str(sum(r[s] for r in strace_rows if r["allocator"] == a)) for a in allocs) + " |")
+    return L + [""]
+
+
+def write_outputs(ctx, workloads, results, strace_rows, problems):
+    """Writes latest.csv, latest-syscalls.csv, latest.md and latest.svg into ctx.outdir;
+    returns the geomeans of the time and peak-RSS ratios. ctx: the run's allocators (allocs,
+    libs, described, missing), info, started, loads, scale, strace_scale, python, chart."""
+    outdir, allocs = ctx.outdir, ctx.allocs
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_csvs(outdir, results, strace_rows)
+
+    base = "glibc" if "glibc" in allocs else allocs[0]
+    med = medians(results)
+    t_table, t_geo = ratio_table(workloads, allocs, base, med, 0)
+    m_table, m_geo = ratio_table(workloads, allocs, base, med, 1)
+    c_table, c_geo = ratio_table(workloads, allocs, base, med, 3)
+    reps = max((r.rep for r in results), default=0)
+    L = md_header(ctx, reps)
+    L.append("Workloads are described in [benches/README.md](../benches/README.md). "
+             "Ratios are to " + base + ": lower is better, **bold** is the best of the row.")
+    L.append("")
+    if problems:
+        L += ["## FAILURES", ""] + [f"- {p}" for p in problems] + [""]
+    L += md_ratio(f"Time (ratio to {base})", workloads, allocs, t_table, t_geo,
+                  "Median wall time of the run divided by the baseline's.")
+    L += md_ratio(f"CPU time (ratio to {base})", workloads, allocs, c_table, c_geo,
+                  "Median user + system CPU time divided by the baseline's: steadier than "
+                  "wall time on a shared machine; it counts every thread's time.")
+    L += md_ratio(f"Peak RSS (ratio to {base})", workloads, allocs, m_table, m_geo,
+                  "Median peak resident set size divided by the baseline's.")
+    if "mapalloc" in allocs:
+        L += md_behind(workloads, allocs, t_table)
+    L += md_absolute(workloads, allocs, med)
     if strace_rows:
-        L += ["## Syscalls", "",
-              f"Untimed pass under `strace -f -c -e trace={','.join(SYSCALLS)}` at SCALE "
-              f"{strace_scale:g}, one run per workload and allocator; the counts include the "
-              "dynamic loader's own mappings (a few dozen). Total calls:", "",
-              "| workload | " + " | ".join(allocs) + " |", "|---|" + "---:|" * len(allocs)]
-        idx = {(r["workload"], r["allocator"]): r for r in strace_rows}
-        for wl in workloads:
-            cells = []
-            for a in allocs:
-                r = idx.get((wl, a))
-                cells.append("FAIL" if not r or r["exit"] != 0 else str(r["total"]))
-            L.append(f"| {wl} | " + " | ".join(cells) + " |")
-        L += ["", "Sum over all workloads, per syscall:", "",
-              "| syscall | " + " | ".join(allocs) + " |", "|---|" + "---:|" * len(allocs)]
-        for s in SYSCALLS + ["total"]:
-            L.append(f"| {s} | " + " | ".join(
-                str(sum(r[s] for r in strace_rows if r["allocator"] == a)) for a in allocs) + " |")
-        L.append("")
+        L += md_syscalls(workloads, allocs, strace_rows, ctx.strace_scale)
     (outdir / "latest.md").write_text("\n".join(L))
 
+    info = ctx.info
     chart_data = {
-        "title": f"mapalloc comparison, {started:%Y-%m-%d}, {info['nproc']} cores, "
-                 f"{info['cpu']}, SCALE {scale:g}, {reps} rep(s)",
+        "title": f"mapalloc comparison, {ctx.started:%Y-%m-%d}, {info['nproc']} cores, "
+                 f"{info['cpu']}, SCALE {ctx.scale:g}, {reps} rep(s)",
         "baseline": base,
         "allocators": allocs,
         "workloads": workloads + ["geomean"],
@@ -238,7 +265,7 @@ def write_outputs(outdir, chart, allocs, libs, missing, workloads, results, stra
         "rss": {wl: [m_table[wl][a] for a in allocs] for wl in workloads}
         | {"geomean": [m_geo[a] for a in allocs]},
     }
-    if chart:
+    if ctx.chart:
         draw_chart(chart_data, outdir / "latest.svg", outdir / "tmp" / "chart.json")
     elif (outdir / "latest.svg").exists():
         (outdir / "latest.svg").unlink()  # stale: from an earlier run
