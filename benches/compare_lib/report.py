@@ -175,6 +175,73 @@ def md_behind(workloads, allocs, t_table):
     return L + [""]
 
 
+# Issue 17's targets for mapalloc against the peers of the run.
+GEOMEAN_TIME_TARGET = 0.95  # geomean time over the best peer's
+WORST_WORKLOAD_TARGET = 1.25  # time over the fastest peer, on every workload
+RSS_TARGET = 1.10  # geomean peak RSS over glibc's
+
+
+def verdict(value, limit):
+    return "met" if value is not None and value <= limit else "**MISSED**"
+
+
+def per_workload(med, workloads, a, b, index):
+    """workload -> a's median / b's median, on the workloads both ran."""
+    out = {}
+    for wl in workloads:
+        ma, mb = med.get((wl, a)), med.get((wl, b))
+        if ma and mb and mb[index] > 0:
+            out[wl] = ma[index] / mb[index]
+    return out
+
+
+def md_targets(workloads, peers, med):
+    """Issue 17's targets: mapalloc's time against the best peer (geomean) and against the
+    fastest peer of each workload, and its peak RSS against glibc's."""
+    L = ["## Targets (issue 17)", "",
+         f"Peers: {', '.join(peers) or 'none'} (every allocator of the run but mapalloc's own "
+         "builds: a name starting with mapalloc or a NAME=path library). A ratio is mapalloc's "
+         "median over the peer's, on the workloads both ran.", ""]
+    if not peers:
+        return L + ["- no peer in the run: no target is measured", ""]
+    geo = {p: geomean(list(per_workload(med, workloads, "mapalloc", p, 0).values()))
+           for p in peers}
+    geo = {p: g for p, g in geo.items() if g is not None}
+    if geo:
+        who = max(geo, key=geo.get)  # the peer with the lowest geomean is the hardest one
+        L.append(f"- geomean time: mapalloc / best peer's geomean ({who}): {geo[who]:.2f}, "
+                 f"target ≤ {GEOMEAN_TIME_TARGET:.2f}: "
+                 f"{verdict(geo[who], GEOMEAN_TIME_TARGET)}")
+    else:
+        L.append("- geomean time: not measured (no workload ran under mapalloc and a peer): "
+                 "**MISSED**")
+    worst = []
+    for wl in workloads:
+        mine = med.get((wl, "mapalloc"))
+        times = [(med[(wl, p)][0], p) for p in peers if (wl, p) in med]
+        if mine and times:
+            fastest, who = min(times)
+            worst.append((mine[0] / fastest, wl, who))
+    worst.sort(reverse=True)
+    if worst:
+        x, wl, who = worst[0]
+        L.append(f"- worst single workload: mapalloc / fastest peer on it: {x:.2f} ({wl}, "
+                 f"{who}), target ≤ {WORST_WORKLOAD_TARGET:.2f}: "
+                 f"{verdict(x, WORST_WORKLOAD_TARGET)}")
+        over = [f"{wl} {x:.2f} ({who})" for x, wl, who in worst if x > WORST_WORKLOAD_TARGET]
+        if over:
+            L.append(f"  - over {WORST_WORKLOAD_TARGET:.2f}: " + ", ".join(over))
+    else:
+        L.append("- worst single workload: not measured: **MISSED**")
+    if "glibc" in peers:
+        rss = geomean(list(per_workload(med, workloads, "mapalloc", "glibc", 1).values()))
+        L.append(f"- peak RSS geomean vs glibc: {fmt(rss)}, target ≤ {RSS_TARGET:.2f}: "
+                 f"{verdict(rss, RSS_TARGET)}")
+    else:
+        L.append("- peak RSS geomean vs glibc: not measured (glibc is not in the run)")
+    return L + [""]
+
+
 def md_absolute(workloads, allocs, med):
     L = ["## Absolute medians", "", "Wall time in seconds / peak RSS in MiB.", "",
          "| workload | " + " | ".join(allocs) + " |", "|---|" + "---:|" * len(allocs)]
@@ -222,7 +289,8 @@ def md_syscalls(workloads, allocs, strace_rows, strace_scale):
 def write_outputs(ctx, workloads, results, strace_rows, problems):
     """Writes latest.csv, latest-syscalls.csv, latest.md and latest.svg into ctx.outdir;
     returns the geomeans of the time and peak-RSS ratios. ctx: the run's allocators (allocs,
-    libs, described, missing), info, started, loads, scale, strace_scale, python, chart."""
+    libs, described, missing, peers), info, started, loads, scale, strace_scale, python,
+    chart."""
     outdir, allocs = ctx.outdir, ctx.allocs
     outdir.mkdir(parents=True, exist_ok=True)
     write_csvs(outdir, results, strace_rows)
@@ -239,6 +307,8 @@ def write_outputs(ctx, workloads, results, strace_rows, problems):
     L.append("")
     if problems:
         L += ["## FAILURES", ""] + [f"- {p}" for p in problems] + [""]
+    if "mapalloc" in allocs:
+        L += md_targets(workloads, ctx.peers, med)
     L += md_ratio(f"Time (ratio to {base})", workloads, allocs, t_table, t_geo,
                   "Median wall time of the run divided by the baseline's.")
     L += md_ratio(f"CPU time (ratio to {base})", workloads, allocs, c_table, c_geo,
