@@ -11,6 +11,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from compare_lib import startup
 from compare_lib.peers import versions
 from compare_lib.run import SYSCALLS
 from compare_lib.shell import apt_install, loud, say, sh
@@ -195,9 +196,10 @@ def per_workload(med, workloads, a, b, index):
     return out
 
 
-def md_targets(workloads, peers, med):
+def md_targets(workloads, peers, med, startup_rows, allocs):
     """Issue 17's targets: mapalloc's time against the best peer (geomean) and against the
-    fastest peer of each workload, and its peak RSS against glibc's."""
+    fastest peer of each workload, its peak RSS against glibc's, and (when the start-up pass
+    ran) its start-up faults and syscalls."""
     L = ["## Targets (issue 17)", "",
          f"Peers: {', '.join(peers) or 'none'} (every allocator of the run but mapalloc's own "
          "builds: a name starting with mapalloc or a NAME=path library). A ratio is mapalloc's "
@@ -239,6 +241,8 @@ def md_targets(workloads, peers, med):
                  f"{verdict(rss, RSS_TARGET)}")
     else:
         L.append("- peak RSS geomean vs glibc: not measured (glibc is not in the run)")
+    if startup_rows:
+        L += [f"- start-up {line[2:]}" for line in startup.target_lines(startup_rows, allocs)]
     return L + [""]
 
 
@@ -286,14 +290,18 @@ def md_syscalls(workloads, allocs, strace_rows, strace_scale):
     return L + [""]
 
 
-def write_outputs(ctx, workloads, results, strace_rows, problems):
-    """Writes latest.csv, latest-syscalls.csv, latest.md and latest.svg into ctx.outdir;
-    returns the geomeans of the time and peak-RSS ratios. ctx: the run's allocators (allocs,
-    libs, described, missing, peers), info, started, loads, scale, strace_scale, python,
-    chart."""
+def write_outputs(ctx, workloads, results, strace_rows, startup_rows, problems):
+    """Writes latest.csv, latest-syscalls.csv, latest-startup.csv, latest.md and latest.svg
+    into ctx.outdir; returns the geomeans of the time and peak-RSS ratios. ctx: the run's
+    allocators (allocs, libs, described, missing, peers), info, started, loads, scale,
+    strace_scale, startup_reps, python, chart."""
     outdir, allocs = ctx.outdir, ctx.allocs
     outdir.mkdir(parents=True, exist_ok=True)
     write_csvs(outdir, results, strace_rows)
+    if startup_rows:
+        startup.write_csv(outdir / "latest-startup.csv", startup_rows)
+    elif (outdir / "latest-startup.csv").exists():
+        (outdir / "latest-startup.csv").unlink()  # stale: from an earlier run
 
     base = "glibc" if "glibc" in allocs else allocs[0]
     med = medians(results)
@@ -308,7 +316,7 @@ def write_outputs(ctx, workloads, results, strace_rows, problems):
     if problems:
         L += ["## FAILURES", ""] + [f"- {p}" for p in problems] + [""]
     if "mapalloc" in allocs:
-        L += md_targets(workloads, ctx.peers, med)
+        L += md_targets(workloads, ctx.peers, med, startup_rows, allocs)
     L += md_ratio(f"Time (ratio to {base})", workloads, allocs, t_table, t_geo,
                   "Median wall time of the run divided by the baseline's.")
     L += md_ratio(f"CPU time (ratio to {base})", workloads, allocs, c_table, c_geo,
@@ -321,6 +329,8 @@ def write_outputs(ctx, workloads, results, strace_rows, problems):
     L += md_absolute(workloads, allocs, med)
     if strace_rows:
         L += md_syscalls(workloads, allocs, strace_rows, ctx.strace_scale)
+    if startup_rows:
+        L += startup.md_startup(startup_rows, allocs, ctx.startup_reps)
     (outdir / "latest.md").write_text("\n".join(L))
 
     info = ctx.info

@@ -18,7 +18,7 @@ SYSCALLS = ["mmap", "munmap", "mprotect", "madvise", "process_madvise", "mremap"
 def ensure_strace():
     if shutil.which("strace") or apt_install(["strace"]):
         return shutil.which("strace")
-    loud("strace is not available: the syscall pass is skipped")
+    loud("strace is not available: the syscall pass and the start-up syscall counts are skipped")
     return None
 
 
@@ -106,7 +106,7 @@ def run_timed(w, alloc, lib, rep, argv, env, measure, tmp, timeout):
     cmd = [measure, str(res), lib or ""] + argv
     _, status, _, timed_out = spawn_and_wait(cmd, env, out, err, timeout)
     fields = res.read_text().split() if res.exists() else []
-    if timed_out or len(fields) != 5 or exit_code(status, False) != 0:
+    if timed_out or len(fields) < 5 or exit_code(status, False) != 0:
         seconds, rss, user, system = timeout if timed_out else 0.0, 0, 0.0, 0.0
         code = "timeout" if timed_out else f"measure:{exit_code(status, False)}"
     else:
