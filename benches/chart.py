@@ -19,7 +19,8 @@ matplotlib.use("svg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
-COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#ff7f0e", "#8c564b"]
+COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#ff7f0e", "#8c564b", "#e377c2",
+          "#17becf", "#bcbd22", "#7f7f7f"]
 
 
 def panel(ax, data, key, title):

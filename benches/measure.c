@@ -6,9 +6,11 @@
  * measure itself never runs under the allocator being measured), waits for it with wait4 and
  * writes one line to RESULT_FILE:
  *
- *   seconds peak_rss_kib user_seconds sys_seconds exit
+ *   seconds peak_rss_kib user_seconds sys_seconds exit minor_faults major_faults
  *
- * where exit is the exit status, or minus the signal number that killed the command.
+ * where exit is the exit status, or minus the signal number that killed the command, and the
+ * faults are wait4's ru_minflt and ru_majflt (the start-up pass of compare reads them; the
+ * first five fields came first and keep their places).
  * measure's own exit status is 0 when that line was written.
  *
  * Why a C launcher: Linux keeps a process's RSS high-water mark across fork and exec
@@ -85,9 +87,10 @@ int main(int argc, char **argv) {
         perror("measure: result file");
         return 2;
     }
-    fprintf(f, "%.6f %ld %.6f %.6f %d\n", seconds, ru.ru_maxrss,
+    fprintf(f, "%.6f %ld %.6f %.6f %d %ld %ld\n", seconds, ru.ru_maxrss,
             (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6,
-            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6, code);
+            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6, code, ru.ru_minflt,
+            ru.ru_majflt);
     free(preload);
     free(env);
     return fclose(f) == 0 ? 0 : 2;
