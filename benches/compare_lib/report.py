@@ -160,11 +160,13 @@ def md_header(ctx, reps):
     return L + [""]
 
 
-def md_behind(workloads, allocs, t_table):
+def md_behind(workloads, allocs, t_table, peer_names):
+    """The rows where mapalloc is furthest behind the fastest peer (the Targets section's
+    peers: mapalloc's own variants and NAME=path builds are not peers)."""
     behind = []
     for wl in workloads:
         mine = t_table[wl].get("mapalloc")
-        peers = [(t_table[wl][a], a) for a in allocs if a != "mapalloc"
+        peers = [(t_table[wl][a], a) for a in allocs if a in peer_names
                  and t_table[wl][a] is not None]
         if mine is not None and peers:
             best, who = min(peers)
@@ -325,7 +327,7 @@ def write_outputs(ctx, workloads, results, strace_rows, startup_rows, problems):
     L += md_ratio(f"Peak RSS (ratio to {base})", workloads, allocs, m_table, m_geo,
                   "Median peak resident set size divided by the baseline's.")
     if "mapalloc" in allocs:
-        L += md_behind(workloads, allocs, t_table)
+        L += md_behind(workloads, allocs, t_table, ctx.peers)
     L += md_absolute(workloads, allocs, med)
     if strace_rows:
         L += md_syscalls(workloads, allocs, strace_rows, ctx.strace_scale)
