@@ -244,9 +244,7 @@ pub(crate) unsafe fn free_remote(h: *mut Heap, page: *mut Page, b: *mut Block) {
     // SAFETY: per the contract; the page and its heap stay mapped for ever.
     unsafe {
         if !count_remote(h, page) {
-            remote::push_block(&(*page).thread_free, b, 0);
-            notify_owner(page);
-            return;
+            return push_one(page, b, 0);
         }
         if (*h).pend_page != page || (*h).pend_count >= PEND_MAX {
             flush_remote(h);
@@ -276,6 +274,18 @@ pub(crate) unsafe fn free_remote_encoded(
     // SAFETY: per the contract.
     unsafe {
         count_remote(h, page);
+        push_one(page, b, mask);
+    }
+}
+
+/// Push one block on `page`'s remote-free list at once (its link XORed with `mask`), then
+/// notify the owner if the page is full.
+///
+/// # Safety
+/// `b` is a block of `page` that the caller gives up.
+unsafe fn push_one(page: *mut Page, b: *mut Block, mask: usize) {
+    // SAFETY: per the contract; descriptors stay mapped for ever.
+    unsafe {
         remote::push_block(&(*page).thread_free, b, mask);
         notify_owner(page);
     }
